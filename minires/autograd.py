@@ -1,0 +1,205 @@
+"""Reverse-mode automatic differentiation: ``Function``, the backward pass, ``no_grad``.
+
+A ``Function`` is one operation. Its ``forward(*arrays)`` computes the output from raw arrays
+(NumPy or CuPy, never Tensors) and keeps, on ``self``, what its backward will need. Its
+``backward(dout)`` receives ``dout = dL/d(output)`` and returns one gradient per input, in
+the order of the inputs (``None`` for an input that needs none).
+
+``Function.apply(*inputs, **params)`` is how an operation is called: it unwraps the tensors,
+runs ``forward``, and, when some input requires a gradient and recording is on, links the
+output to this Function so that ``backward()`` can find its way back.
+
+The backward pass (``run_backward``) visits the graph in reverse topological order with an
+explicit stack, never recursion: a ResNet-152 graph is deeper than Python's recursion limit.
+Where a tensor is used twice (a residual connection), its gradients add up.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+from minires import backend
+from minires.backend import Array
+
+if TYPE_CHECKING:
+    from minires.tensor import Tensor
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_grad_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad()``."""
+    return _grad_mode.enabled
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Stop recording the graph inside a ``with`` block (or a decorated function).
+
+    Operations still compute their outputs; they just do not remember how, so nothing can
+    be differentiated and no memory is kept for a backward pass. This does NOT switch batch
+    norm to evaluation mode: that is ``module.eval()``.
+    """
+
+    def __enter__(self) -> "no_grad":
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = False
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _grad_mode.enabled = self._previous
+
+
+class enable_grad(contextlib.ContextDecorator):
+    """Turn recording back on inside a ``no_grad()`` block."""
+
+    def __enter__(self) -> "enable_grad":
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _grad_mode.enabled = self._previous
+
+
+class Function:
+    """One differentiable operation: ``forward`` on arrays, ``backward`` on arrays.
+
+    Subclasses take their hyper-parameters (stride, axis, ...) in ``__init__`` and implement
+    ``forward(*arrays) -> array`` and ``backward(dout) -> tuple of gradients``. Attributes whose
+    names start with an underscore are the graph's bookkeeping; every other attribute is what
+    the forward saved for the backward, and it is released once the backward has run (unless
+    ``retain_graph=True``), so a graph frees its buffers as the backward pass goes.
+    """
+
+    # Bookkeeping, set by apply(): the input tensors (None for an absent optional input),
+    # which of them need a gradient, and whether the saved arrays were already released.
+    _inputs: tuple
+    _needs_input_grad: tuple
+    _released: bool = False
+
+    def forward(self, *arrays: Optional[Array]) -> Array:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(*arrays)")
+
+    def backward(self, dout: Array) -> tuple:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(dout)")
+
+    @property
+    def needs_input_grad(self) -> tuple:
+        """One bool per input: does that input need a gradient? Skip the work where not."""
+        return self._needs_input_grad
+
+    @classmethod
+    def apply(cls, *inputs: Any, **params: Any) -> "Tensor":
+        """Run the operation on tensors and record it in the graph when that is needed."""
+        from minires.tensor import Tensor, as_tensor_like
+
+        tensors = _check_inputs(cls.__name__, inputs, as_tensor_like, Tensor)
+        fn = cls(**params)
+        arrays = [None if t is None else t.data for t in tensors]
+        with backend.device_context(arrays[0]):
+            out_data = fn.forward(*arrays)
+        if not backend.is_array(out_data):  # NumPy reductions return scalars, not 0-d arrays
+            out_data = backend.get_array_module(arrays[0]).asarray(out_data)
+        needs = tuple(t is not None and t.requires_grad for t in tensors)
+        if not (is_grad_enabled() and any(needs)):
+            return Tensor(out_data)
+        fn._inputs = tuple(tensors)
+        fn._needs_input_grad = needs
+        return Tensor(out_data, requires_grad=True, _creator=fn)
+
+    def _release(self) -> None:
+        for name in [n for n in vars(self) if not n.startswith("_")]:
+            delattr(self, name)
+        self._released = True
+
+
+def _check_inputs(op: str, inputs: Sequence[Any], as_tensor_like: Callable, tensor_type: type) -> list:
+    """Wrap non-tensor inputs and refuse a mix of devices."""
+    anchor = next((x for x in inputs if isinstance(x, tensor_type)), None)
+    if anchor is None:
+        raise TypeError(f"{op} expected at least one Tensor input, got {[type(x).__name__ for x in inputs]}")
+    tensors = [None if x is None else as_tensor_like(x, anchor) for x in inputs]
+    devices = {t.device for t in tensors if t is not None}
+    if len(devices) > 1:
+        raise RuntimeError(
+            f"{op} got tensors on different devices: {sorted(devices)}. "
+            f"Move them to one device first, e.g. with tensor.to({anchor.device!r}).")
+    return tensors
+
+
+def _topological_order(root: "Tensor") -> list:
+    """Functions that lead to ``root``, each after every Function that feeds it (post-order DFS)."""
+    order: list = []
+    visited: set = set()
+    stack: list = [(root._creator, False)]
+    while stack:
+        fn, expanded = stack.pop()
+        if expanded:
+            order.append(fn)
+            continue
+        if id(fn) in visited:
+            continue
+        visited.add(id(fn))
+        stack.append((fn, True))
+        for t in fn._inputs:
+            if t is not None and t._creator is not None and id(t._creator) not in visited:
+                stack.append((t._creator, False))
+    return order
+
+
+def run_backward(root: "Tensor", dout: Array, retain_graph: bool = False) -> None:
+    """Backpropagate ``dout = dL/d(root)`` to every leaf that requires a gradient.
+
+    Gradients of intermediate results live in ``grads`` only until their Function has
+    consumed them; leaves accumulate theirs into ``.grad`` (``+=`` across calls, as in PyTorch).
+    """
+    order = _topological_order(root)
+    grads: dict = {id(root._creator): dout}  # id(Function) -> dL/d(its output)
+    for fn in reversed(order):
+        if fn._released:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time: its saved arrays were freed "
+                "after the first backward. Call backward(retain_graph=True) the first time if you "
+                "need to go through it again.")
+        dout_fn = grads.pop(id(fn), None)
+        if dout_fn is None:  # nothing reached this Function (cannot happen for a connected graph)
+            continue
+        retained = getattr(fn, "_retained_output", None)
+        if retained is not None:
+            retained._accumulate_grad(dout_fn)
+        with backend.device_context(dout_fn):
+            dinputs = fn.backward(dout_fn)
+        if not isinstance(dinputs, tuple):
+            dinputs = (dinputs,)
+        if len(dinputs) != len(fn._inputs):
+            raise RuntimeError(
+                f"{type(fn).__name__}.backward returned {len(dinputs)} gradient(s) for "
+                f"{len(fn._inputs)} input(s)")
+        for t, dt, needed in zip(fn._inputs, dinputs, fn._needs_input_grad):
+            if not needed or dt is None:
+                continue
+            if dt.shape != t.shape:
+                raise RuntimeError(
+                    f"{type(fn).__name__}.backward returned a gradient of shape {dt.shape} "
+                    f"for an input of shape {t.shape}")
+            if t._creator is None:
+                t._accumulate_grad(dt)
+            else:
+                key = id(t._creator)
+                grads[key] = dt if key not in grads else grads[key] + dt
+        if not retain_graph:
+            fn._release()
+
+
+def set_grad_enabled(mode: bool) -> None:
+    """Turn graph recording on or off globally (prefer the ``no_grad()`` context)."""
+    _grad_mode.enabled = bool(mode)
+
+
+__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled", "run_backward"]

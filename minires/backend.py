@@ -1,0 +1,127 @@
+"""The one seam between NumPy and CuPy.
+
+Every operation in minires is written once, against ``xp``: the array module of its inputs
+(``numpy`` on the CPU, ``cupy`` on a GPU). Whatever differs between the two libraries is a
+named function here, and this is the only module that imports CuPy. Importing minires
+without CuPy installed works; asking for a GPU then raises a clear error.
+
+Devices are named as in PyTorch: ``"cpu"``, ``"cuda"`` (the current GPU) and ``"cuda:1"``.
+A device is always reported in its full form, ``"cpu"`` or ``"cuda:N"``.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Union
+
+import numpy
+
+try:  # CuPy is optional: the `gpu` extra installs it.
+    import cupy
+    import cupyx
+except ImportError:  # pragma: no cover - depends on the machine
+    cupy = None
+    cupyx = None
+
+#: A NumPy or CuPy array. minires never sees any other kind of array.
+Array = Any
+#: Anything minires accepts as a device: "cpu", "cuda", "cuda:0", ...
+DeviceLike = Union[str, None]
+
+
+def cuda_is_available() -> bool:
+    """True when CuPy is installed and at least one CUDA device answers."""
+    if cupy is None:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no driver, no device: CuPy raises its own runtime errors
+        return False
+
+
+def get_array_module(array: Array) -> ModuleType:
+    """``numpy`` for a NumPy array (or a Python scalar), ``cupy`` for a CuPy array."""
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        return cupy
+    return numpy
+
+
+def is_array(obj: Any) -> bool:
+    """True for a NumPy or CuPy array."""
+    return isinstance(obj, numpy.ndarray) or (cupy is not None and isinstance(obj, cupy.ndarray))
+
+
+def normalize_device(device: DeviceLike) -> str:
+    """Canonical device name: ``None``/``"cpu"`` -> ``"cpu"``, ``"cuda"`` -> ``"cuda:<current>"``."""
+    if device is None:
+        return "cpu"
+    name = str(device).strip().lower()
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda" or name.startswith("cuda:"):
+        _require_cuda(name)
+        if name == "cuda":
+            return f"cuda:{cupy.cuda.runtime.getDevice()}"
+        index = name[len("cuda:"):]
+        if not index.isdigit():
+            raise ValueError(f"expected a device like 'cuda:0', got {device!r}")
+        count = cupy.cuda.runtime.getDeviceCount()
+        if int(index) >= count:
+            raise ValueError(f"device {device!r} does not exist: this machine has {count} CUDA device(s)")
+        return f"cuda:{int(index)}"
+    raise ValueError(f"expected a device 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def device_of(array: Array) -> str:
+    """The canonical device name of an array: ``"cpu"`` or ``"cuda:N"``."""
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        return f"cuda:{array.device.id}"
+    return "cpu"
+
+
+def to_device(array: Array, device: DeviceLike) -> Array:
+    """Copy ``array`` to ``device`` (no copy when it is already there)."""
+    target = normalize_device(device)
+    if device_of(array) == target:
+        return array
+    if target == "cpu":
+        return cupy.asnumpy(array)
+    with cupy.cuda.Device(int(target.split(":")[1])):
+        return cupy.asarray(array)
+
+
+def to_numpy(array: Array) -> numpy.ndarray:
+    """A NumPy array with the same values (a device-to-host copy for CuPy)."""
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        return cupy.asnumpy(array)
+    return numpy.asarray(array)
+
+
+def device_context(array: Array):
+    """A context manager that makes ``array``'s GPU current (a no-op on the CPU)."""
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        return array.device
+    return _NullContext()
+
+
+def scatter_add(target: Array, index: Any, values: Array) -> None:
+    """``target[index] += values`` where repeated indices accumulate (unbuffered)."""
+    if cupy is not None and isinstance(target, cupy.ndarray):
+        cupyx.scatter_add(target, index, values)
+    else:
+        numpy.add.at(target, index, values)
+
+
+class _NullContext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _require_cuda(name: str) -> None:
+    if cupy is None:
+        raise RuntimeError(
+            f"device {name!r} needs CuPy, which is not installed: pip install 'minires[gpu]'")
+    if not cuda_is_available():
+        raise RuntimeError(f"device {name!r} was asked for, but CuPy finds no CUDA device on this machine")

@@ -1,0 +1,16 @@
+"""Every operation of minires, each a Function with its forward and its backward side by side.
+
+The signatures are PyTorch's (``torch.nn.functional``), so code moves between the two.
+"""
+from minires.functional.activation import relu
+from minires.functional.arithmetic import add, div, exp, log, mul, neg, pow, sqrt, sub, sum_to_shape
+from minires.functional.linear import linear, matmul
+from minires.functional.reduction import max, mean, sum
+from minires.functional.shape import flatten, getitem, permute, reshape, transpose
+
+__all__ = [
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "sum_to_shape",
+    "sum", "mean", "max",
+    "reshape", "flatten", "transpose", "permute", "getitem",
+    "matmul", "linear", "relu",
+]

@@ -1,0 +1,113 @@
+"""im2col and col2im: the lowering that convolution and pooling share.
+
+A 2-D convolution slides a kH x kW window over the input. ``im2col`` copies every window into
+a column, so that the whole convolution becomes ONE matrix product (which the BLAS or cuBLAS
+runs at full speed); pooling reduces each column instead. ``col2im`` is its adjoint: it adds
+each column back onto the window it came from, which is exactly the backward of ``im2col``
+(where windows overlap, their gradients add up).
+
+Layout. For an input (N, C, H, W) and an output grid (oH, oW), the columns are stored as
+
+    cols[c, i, j, n, y, x] = x_padded[n, c, y * sH + i * dH, x * sW + j * dW]      # (C, kH, kW, N, oH, oW)
+
+so ``cols.reshape(C * kH * kW, N * oH * oW)`` is the matrix the convolution multiplies, with
+one column per output pixel of the whole batch. Both functions loop over the kH * kW kernel
+offsets (9 for a 3x3 kernel) and move a whole (N, C, oH, oW) slab at each: the loops are
+short, the copies are long, and the same code runs on NumPy and CuPy.
+
+Derivation: docs/derivations/im2col.md.
+"""
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+from minires.backend import Array, get_array_module
+
+Pair = Tuple[int, int]
+
+
+def pair(value: Any, name: str) -> Pair:
+    """An int or a pair of ints as a pair: ``3 -> (3, 3)``; anything else is a clear error."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return (int(value[0]), int(value[1]))
+    raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Output length along one axis: floor((size + 2p - d(k - 1) - 1) / s) + 1."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int,
+                     ceil_mode: bool) -> int:
+    """Like ``conv_output_size``, but with ``ceil_mode`` rounding up (PyTorch's rule): the last
+    window is then kept only if it starts inside the input or its left padding."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1                                  # ceil(span / stride) + 1
+    if (out - 1) * stride >= size + padding:                      # last window starts past the input
+        out -= 1
+    return out
+
+
+def _padded_shape(x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair,
+                  out_size: Pair) -> Pair:
+    """Height and width of the padded input the windows need (ceil_mode may need a few extra
+    rows or columns past the right padding, which are never real input)."""
+    H, W = x_shape[2], x_shape[3]
+    need_h = (out_size[0] - 1) * stride[0] + dilation[0] * (kernel[0] - 1) + 1
+    need_w = (out_size[1] - 1) * stride[1] + dilation[1] * (kernel[1] - 1) + 1
+    return max(H + 2 * padding[0], need_h), max(W + 2 * padding[1], need_w)
+
+
+def _window(i: int, j: int, stride: Pair, dilation: Pair, out_size: Pair) -> tuple:
+    """The slices of the padded input that kernel offset (i, j) sees at every output pixel."""
+    r, c = i * dilation[0], j * dilation[1]
+    return (slice(None), slice(None),
+            slice(r, r + stride[0] * (out_size[0] - 1) + 1, stride[0]),
+            slice(c, c + stride[1] * (out_size[1] - 1) + 1, stride[1]))
+
+
+def im2col(x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_size: Pair,
+           pad_value: float = 0.0) -> Array:
+    """Copy every (kH, kW) window of ``x`` into the columns of a (C, kH, kW, N, oH, oW) array.
+
+    ``pad_value`` fills the padding: 0 for convolution and average pooling, -inf for max pooling.
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    kh, kw = kernel
+    Hp, Wp = _padded_shape(x.shape, kernel, stride, padding, dilation, out_size)
+    if (Hp, Wp) == (H, W):
+        x_pad = x
+    else:
+        x_pad = xp.full((N, C, Hp, Wp), pad_value, dtype=x.dtype)             # (N, C, Hp, Wp)
+        x_pad[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W] = x
+    cols = xp.empty((C, kh, kw, N) + tuple(out_size), dtype=x.dtype)         # (C, kH, kW, N, oH, oW)
+    for i in range(kh):
+        for j in range(kw):
+            patch = x_pad[_window(i, j, stride, dilation, out_size)]        # (N, C, oH, oW)
+            cols[:, i, j] = patch.transpose(1, 0, 2, 3)                     # (C, N, oH, oW)
+    return cols
+
+
+def col2im(cols: Array, x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Array:
+    """The adjoint of ``im2col``: add each column back onto its window; returns (N, C, H, W).
+
+    Where windows overlap (stride < kernel) an input pixel receives from several columns,
+    so this must ADD (``+=``); assigning would keep only the last window's share.
+    """
+    xp = get_array_module(cols)
+    N, C, H, W = x_shape
+    C_, kh, kw, N_, oh, ow = cols.shape                                     # (C, kH, kW, N, oH, oW)
+    Hp, Wp = _padded_shape(x_shape, kernel, stride, padding, dilation, (oh, ow))
+    dx_pad = xp.zeros((N, C, Hp, Wp), dtype=cols.dtype)                      # (N, C, Hp, Wp)
+    for i in range(kh):
+        for j in range(kw):
+            dx_pad[_window(i, j, stride, dilation, (oh, ow))] += cols[:, i, j].transpose(1, 0, 2, 3)
+    if (Hp, Wp) == (H, W):
+        return dx_pad
+    return xp.ascontiguousarray(dx_pad[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W])

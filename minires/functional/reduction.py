@@ -1,0 +1,112 @@
+"""Reductions: sum, mean, max over some dimensions (or all of them).
+
+The backward of a reduction spreads ``dout`` back over the axes it removed: ``sum`` copies
+it to every element, ``mean`` also divides by the count, ``max`` sends it to the element
+that won (the first one, when several tie).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+from minires.autograd import Function
+from minires.backend import Array, get_array_module
+
+
+def normalize_dims(dim: Any, ndim: int) -> tuple:
+    """``None`` -> all axes; an int or a sequence -> a sorted tuple of non-negative axes."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    out = []
+    for d in dims:
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise IndexError(f"dimension {d} is out of range for a tensor with {ndim} dimension(s)")
+        out.append(d % max(ndim, 1))
+    return tuple(sorted(set(out)))
+
+
+def _expand_back(dout: Array, shape: tuple, dims: tuple, keepdim: bool) -> Array:
+    """Put the reduced axes back as size-1 axes so ``dout`` broadcasts over the input."""
+    if not keepdim:
+        dout = dout.reshape([1 if i in dims else n for i, n in enumerate(shape)])
+    return dout
+
+
+class Sum(Function):
+    """out = sum over dims of x;  dx = dout broadcast back over those dims."""
+
+    def __init__(self, dim: Any = None, keepdim: bool = False):
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x: Array) -> Array:
+        self.shape = x.shape
+        self.dims = normalize_dims(self.dim, x.ndim)
+        return x.sum(axis=self.dims, keepdims=self.keepdim)
+
+    def backward(self, dout: Array) -> tuple:
+        xp = get_array_module(dout)
+        dout = _expand_back(dout, self.shape, self.dims, self.keepdim)
+        return (xp.broadcast_to(dout, self.shape).copy(),)
+
+
+class Mean(Function):
+    """out = sum over dims of x / n;  dx = dout / n broadcast back (n = elements per output)."""
+
+    def __init__(self, dim: Any = None, keepdim: bool = False):
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x: Array) -> Array:
+        self.shape = x.shape
+        self.dims = normalize_dims(self.dim, x.ndim)
+        return x.mean(axis=self.dims, keepdims=self.keepdim)
+
+    def backward(self, dout: Array) -> tuple:
+        xp = get_array_module(dout)
+        count = 1
+        for d in self.dims:
+            count *= self.shape[d]
+        dout = _expand_back(dout, self.shape, self.dims, self.keepdim)
+        return (xp.broadcast_to(dout / count, self.shape).copy(),)
+
+
+class Max(Function):
+    """out = max over one dim (or all);  dx = dout at the first maximum, 0 elsewhere."""
+
+    def __init__(self, dim: Optional[int] = None, keepdim: bool = False):
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x: Array) -> Array:
+        xp = get_array_module(x)
+        self.shape = x.shape
+        flat = x.reshape(-1) if self.dim is None else xp.moveaxis(x, self.dim, -1)
+        self.argmax = flat.argmax(axis=-1)                     # first maximum, as NumPy/CuPy pick it
+        out = xp.take_along_axis(flat, self.argmax[..., None], axis=-1)[..., 0]
+        if self.keepdim:
+            out = out.reshape([1] * x.ndim) if self.dim is None else xp.expand_dims(out, self.dim)
+        return out
+
+    def backward(self, dout: Array) -> tuple:
+        xp = get_array_module(dout)
+        if self.dim is None:
+            dx = xp.zeros(math.prod(self.shape), dtype=dout.dtype)
+            dx[self.argmax] = dout.reshape(())
+            return (dx.reshape(self.shape),)
+        dout = dout if not self.keepdim else xp.squeeze(dout, axis=self.dim)
+        moved = list(self.shape)
+        moved.append(moved.pop(self.dim % len(self.shape)))
+        dx = xp.zeros(moved, dtype=dout.dtype)                 # (..., n) with the reduced axis last
+        xp.put_along_axis(dx, self.argmax[..., None], dout[..., None], axis=-1)
+        return (xp.moveaxis(dx, -1, self.dim),)
+
+
+def sum(x: Any, dim: Any = None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
+    return Sum.apply(x, dim=dim, keepdim=keepdim)
+
+
+def mean(x: Any, dim: Any = None, keepdim: bool = False):
+    return Mean.apply(x, dim=dim, keepdim=keepdim)
+
+
+def max(x: Any, dim: Optional[int] = None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
+    return Max.apply(x, dim=dim, keepdim=keepdim)

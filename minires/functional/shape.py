@@ -1,0 +1,104 @@
+"""Shape operations: reshape, flatten, transpose, permute, indexing.
+
+None of them changes a value; each only moves values around. So each backward moves
+``dout`` back to where the values came from: the inverse reshape or permutation, or, for
+indexing, a scatter that adds where one element was picked more than once.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from minires import backend
+from minires.autograd import Function
+from minires.backend import Array, get_array_module
+
+
+class Reshape(Function):
+    """out = x viewed with a new shape;  dx = dout reshaped back."""
+
+    def __init__(self, shape: Sequence[int]):
+        self.new_shape = tuple(shape)
+
+    def forward(self, x: Array) -> Array:
+        self.shape = x.shape
+        try:
+            return x.reshape(self.new_shape)
+        except ValueError:
+            raise ValueError(f"cannot reshape a tensor of shape {tuple(x.shape)} ({x.size} elements) "
+                             f"into {self.new_shape}") from None
+
+    def backward(self, dout: Array) -> tuple:
+        return (dout.reshape(self.shape),)
+
+
+class Permute(Function):
+    """out = x with its axes reordered by ``dims``;  dx = dout with the inverse order."""
+
+    def __init__(self, dims: Sequence[int]):
+        self.dims = tuple(dims)
+
+    def forward(self, x: Array) -> Array:
+        if sorted(d % max(x.ndim, 1) for d in self.dims) != list(range(x.ndim)):
+            raise ValueError(f"permute needs each of the {x.ndim} dimensions once, got {self.dims}")
+        return get_array_module(x).transpose(x, self.dims)
+
+    def backward(self, dout: Array) -> tuple:
+        dims = [d % dout.ndim for d in self.dims]
+        inverse = [dims.index(i) for i in range(dout.ndim)]          # out axis j came from dims[j]
+        return (get_array_module(dout).transpose(dout, inverse),)
+
+
+class GetItem(Function):
+    """out = x[index];  dx = zeros with dout added at index (repeated indices accumulate)."""
+
+    def __init__(self, index: Any):
+        self.index = index
+
+    def forward(self, x: Array) -> Array:
+        self.shape, self.dtype = x.shape, x.dtype
+        return x[self.index]
+
+    def backward(self, dout: Array) -> tuple:
+        dx = get_array_module(dout).zeros(self.shape, dtype=self.dtype)
+        backend.scatter_add(dx, self.index, dout)
+        return (dx,)
+
+
+def reshape(x: Any, shape: Sequence[int]):
+    return Reshape.apply(x, shape=shape)
+
+
+def flatten(x: Any, start_dim: int = 0, end_dim: int = -1):
+    """Merge dimensions start_dim..end_dim into one (``flatten(x, 1)``: (N, C, H, W) -> (N, C*H*W))."""
+    shape = x.shape
+    if len(shape) == 0:
+        return reshape(x, (1,))
+    start, end = start_dim % len(shape), end_dim % len(shape)
+    if start > end:
+        raise ValueError(f"flatten needs start_dim <= end_dim, got {start_dim} and {end_dim}")
+    merged = 1
+    for n in shape[start:end + 1]:
+        merged *= n
+    return reshape(x, tuple(shape[:start]) + (merged,) + tuple(shape[end + 1:]))
+
+
+def transpose(x: Any, dim0: int, dim1: int):
+    dims = list(range(len(x.shape)))
+    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    return Permute.apply(x, dims=dims)
+
+
+def permute(x: Any, dims: Sequence[int]):
+    return Permute.apply(x, dims=dims)
+
+
+def getitem(x: Any, index: Any):
+    """``x[index]`` for basic and integer-array indexing (tensors in the index are unwrapped)."""
+    return GetItem.apply(x, index=_unwrap_index(index))
+
+
+def _unwrap_index(index: Any) -> Any:
+    if isinstance(index, tuple):
+        return tuple(_unwrap_index(i) for i in index)
+    data = getattr(index, "data", None)
+    return data if backend.is_array(data) else index

@@ -1,0 +1,215 @@
+"""Numerical gradient checks: ``gradcheck`` (finite differences) and ``adjoint_check`` (no step).
+
+How ``gradcheck`` tests a backward pass. It never reduces the output with ``.sum()``: batch
+norm's input gradient is exactly zero under an all-ones upstream gradient, so a backward that
+returned zeros would pass. It checks the scalar
+
+    L(x) = <G, f(x)>        with G a fixed random array of f(x)'s shape,
+
+whose gradient is what ``f(x).backward(G)`` computes. Central differences
+``(L(x + h v) - L(x - h v)) / 2h`` must agree with ``<dL/dx, v>``, in three tiers:
+
+1. directional: one random direction v over all inputs at once (two forwards; cheap enough for
+   a whole ResNet);
+2. per input: a random direction in one input at a time (which input is wrong?);
+3. per element: v = each unit vector of one input (where, and by how much?). It runs for small
+   inputs always, and for any input that failed a cheaper tier, to name the worst element.
+
+Finite differences are only trusted in float64 (float32 cannot get below ~1e-5 relative error),
+so every input must be float64. Derivation: docs/gradcheck.md.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional, Sequence
+
+import numpy
+
+from minires import backend
+from minires.tensor import Tensor
+
+
+class GradcheckError(AssertionError):
+    """A backward pass disagrees with finite differences; the message says where and by how much."""
+
+
+def _as_inputs(inputs: Sequence[Any]) -> list:
+    """Leaf copies of the inputs, so checking never touches the caller's tensors or their .grad."""
+    leaves = []
+    for i, x in enumerate(inputs):
+        if isinstance(x, Tensor):
+            leaves.append(Tensor(x.data.copy(), requires_grad=x.requires_grad))
+        elif backend.is_array(x):
+            leaves.append(Tensor(x.copy()))
+        else:
+            leaves.append(x)                                  # a hyper-parameter passed positionally
+    return leaves
+
+
+def _evaluate(fn: Callable, inputs: list, G: Any) -> float:
+    """L(x) = <G, f(x)> without recording a graph."""
+    from minires.autograd import no_grad
+    with no_grad():
+        out = fn(*inputs)
+    return float((out.data * G).sum())
+
+
+def _perturbed(fn: Callable, inputs: list, G: Any, idx: int, direction: Any, h: float) -> float:
+    """Central difference of L along ``direction`` in input ``idx``: (L(x+hv) - L(x-hv)) / 2h."""
+    x = inputs[idx].data
+    saved = x.copy()
+    x += h * direction
+    plus = _evaluate(fn, inputs, G)
+    x[...] = saved - h * direction
+    minus = _evaluate(fn, inputs, G)
+    x[...] = saved
+    return (plus - minus) / (2 * h)
+
+
+def _close(analytic: float, numeric: float, atol: float, rtol: float) -> bool:
+    return abs(analytic - numeric) <= atol + rtol * abs(numeric)
+
+
+def _rel(analytic: float, numeric: float) -> float:
+    return abs(analytic - numeric) / max(abs(numeric), abs(analytic), 1e-300)
+
+
+def gradcheck(fn: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, atol: float = 1e-6,
+              rtol: float = 1e-4, seed: int = 0, n_directions: int = 2,
+              elementwise: Optional[bool] = None, max_elementwise: int = 512) -> bool:
+    """Check ``fn``'s backward pass against central differences; raise ``GradcheckError`` if wrong.
+
+    ``fn`` takes the inputs (Tensors, or anything else passed through unchanged) and returns one
+    Tensor. The inputs with ``requires_grad=True`` are checked; they must be float64.
+    ``elementwise=None`` runs the per-element tier on every input of at most ``max_elementwise``
+    elements (and on any input that failed a cheaper tier). Returns True when all agree.
+    """
+    leaves = _as_inputs(inputs)
+    checked = [i for i, t in enumerate(leaves) if isinstance(t, Tensor) and t.requires_grad]
+    if not checked:
+        raise ValueError("gradcheck: no input has requires_grad=True, so there is nothing to check; "
+                         "mark the inputs to differentiate with requires_grad=True")
+    for i in checked:
+        if leaves[i].dtype != numpy.float64:
+            raise TypeError(f"gradcheck: input {i} is {leaves[i].dtype}; finite differences need float64 "
+                            f"(float32 cannot resolve a derivative below ~1e-5). Pass x.to('float64').")
+    rng = numpy.random.default_rng(seed)
+    xp = backend.get_array_module(leaves[checked[0]].data)
+
+    def random_like(t: Tensor) -> Any:
+        return xp.asarray(rng.standard_normal(t.shape))
+
+    out = fn(*leaves)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
+    if out.dtype != numpy.float64:
+        raise TypeError(f"gradcheck: fn returned {out.dtype} from float64 inputs: a silent dtype change")
+    G = random_like(out)                                         # the random upstream gradient
+    out.backward(G)
+    analytic = {}
+    for i in checked:
+        grad = leaves[i].grad
+        analytic[i] = xp.zeros(leaves[i].shape) if grad is None else grad
+        leaves[i].grad = None
+
+    def fail(message: str) -> None:
+        raise GradcheckError(f"gradcheck of {getattr(fn, '__name__', 'fn')} failed: {message} "
+                             f"(eps={eps}, atol={atol}, rtol={rtol})")
+
+    # Tier 1: one direction through all inputs at once.
+    joint_failure = None
+    for _ in range(n_directions):
+        directions = {i: random_like(leaves[i]) for i in checked}
+        a = sum(float((analytic[i] * directions[i]).sum()) for i in checked)
+        n = _joint_difference(fn, leaves, G, directions, eps)
+        if not _close(a, n, atol * math.sqrt(len(checked)), rtol):
+            joint_failure = (a, n)
+            break
+    # Tier 2 (per input) and tier 3 (per element, for small or failing inputs).
+    for i in checked:
+        v = random_like(leaves[i])
+        a_i = float((analytic[i] * v).sum())
+        n_i = _perturbed(fn, leaves, G, i, v, eps)
+        failed = not _close(a_i, n_i, atol, rtol)
+        small = leaves[i].data.size <= max_elementwise
+        if failed or (elementwise is None and small) or elementwise:
+            _check_elements(fn, leaves, G, i, analytic[i], eps, atol, rtol, fail)
+        if failed:
+            fail(f"input {i} (shape {leaves[i].shape}): along a random direction the analytic "
+                 f"derivative is {a_i:.10g} but the numeric one is {n_i:.10g} (relative error "
+                 f"{_rel(a_i, n_i):.3g})")
+    if joint_failure is not None:
+        a, n = joint_failure
+        fail(f"along a random direction through all inputs the analytic derivative is {a:.10g} but "
+             f"the numeric one is {n:.10g} (relative error {_rel(a, n):.3g})")
+    return True
+
+
+def _joint_difference(fn: Callable, leaves: list, G: Any, directions: dict, h: float) -> float:
+    saved = {i: leaves[i].data.copy() for i in directions}
+    for i, v in directions.items():
+        leaves[i].data += h * v
+    plus = _evaluate(fn, leaves, G)
+    for i, v in directions.items():
+        leaves[i].data[...] = saved[i] - h * v
+    minus = _evaluate(fn, leaves, G)
+    for i in directions:
+        leaves[i].data[...] = saved[i]
+    return (plus - minus) / (2 * h)
+
+
+def _check_elements(fn: Callable, leaves: list, G: Any, i: int, analytic: Any, eps: float,
+                    atol: float, rtol: float, fail: Callable) -> None:
+    """Perturb each element of input ``i`` alone and report the worst disagreement."""
+    x = leaves[i].data
+    flat = x.reshape(-1)                                          # a view: writes reach x
+    analytic_flat = backend.to_numpy(analytic).reshape(-1)
+    worst, worst_excess = None, 0.0
+    for k in range(flat.size):
+        saved = float(flat[k])
+        flat[k] = saved + eps
+        plus = _evaluate(fn, leaves, G)
+        flat[k] = saved - eps
+        minus = _evaluate(fn, leaves, G)
+        flat[k] = saved
+        numeric = (plus - minus) / (2 * eps)
+        a = float(analytic_flat[k])
+        excess = abs(a - numeric) - (atol + rtol * abs(numeric))
+        if excess > worst_excess:
+            worst, worst_excess = (k, a, numeric), excess
+    if worst is not None:
+        k, a, numeric = worst
+        index = tuple(int(j) for j in numpy.unravel_index(k, x.shape))
+        fail(f"input {i} (shape {tuple(x.shape)}), worst element {index}: analytic {a:.10g}, "
+             f"numeric {numeric:.10g}, relative error {_rel(a, numeric):.3g}")
+
+
+def adjoint_check(linear_fn: Callable, x_shape: Sequence[int], adjoint_fn: Optional[Callable] = None,
+                  seed: int = 0, rtol: float = 1e-10, atol: float = 1e-12, device: str = "cpu") -> bool:
+    """Check ``<A x, y> == <x, A^T y>`` for a linear operation A, with no step size at all.
+
+    With ``adjoint_fn=None``, ``linear_fn`` maps a Tensor to a Tensor and A^T y is its backward
+    pass with upstream gradient y. With ``adjoint_fn``, both are plain array functions (for
+    example im2col and col2im). Runs in float64; raises ``GradcheckError`` when the two sides differ.
+    """
+    rng = numpy.random.default_rng(seed)
+    x = backend.to_device(rng.standard_normal(tuple(x_shape)), device)
+    if adjoint_fn is None:
+        x_t = Tensor(x, requires_grad=True)
+        Ax = linear_fn(x_t)
+        y = backend.to_device(rng.standard_normal(Ax.shape), device)
+        Ax.backward(y)
+        ATy, Ax = x_t.grad, Ax.data
+    else:
+        Ax = linear_fn(x)
+        y = backend.to_device(rng.standard_normal(tuple(Ax.shape)), device)
+        ATy = adjoint_fn(y)
+    if tuple(ATy.shape) != tuple(x.shape):
+        raise GradcheckError(f"adjoint_check: A^T y has shape {tuple(ATy.shape)}, x has {tuple(x.shape)}")
+    lhs, rhs = float((Ax * y).sum()), float((x * ATy).sum())
+    if abs(lhs - rhs) > atol + rtol * max(abs(lhs), abs(rhs)):
+        raise GradcheckError(f"adjoint_check of {getattr(linear_fn, '__name__', 'fn')} failed: "
+                             f"<A x, y> = {lhs:.15g} but <x, A^T y> = {rhs:.15g} "
+                             f"(relative error {_rel(lhs, rhs):.3g}); the backward is not the transpose "
+                             f"of the forward")
+    return True

@@ -1,0 +1,41 @@
+"""Shared test set-up: Hypothesis profiles and the backend fixtures every test runs on.
+
+Profiles: on CI (``CI`` set) Hypothesis loads its built-in ``ci`` profile (derandomized, no
+deadline); ours builds on it and only sets the number of examples. ``thorough`` runs many more:
+``pytest -m "thorough or not thorough" --hypothesis-profile=thorough``.
+"""
+import os
+
+import numpy
+import pytest
+from hypothesis import HealthCheck, settings
+
+from minires import backend
+
+_FAST = dict(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("minires", parent=settings.get_profile("default"), **_FAST)
+settings.register_profile("minires-ci", parent=settings.get_profile("ci"), **_FAST)
+settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=400,
+                          deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("minires-ci" if os.environ.get("CI") else "minires")
+
+
+def _backends():
+    yield pytest.param("numpy", id="numpy")
+    yield pytest.param("cupy", id="cupy", marks=pytest.mark.gpu)
+
+
+@pytest.fixture(params=list(_backends()))
+def xp(request):
+    """The array module under test: every test that takes ``xp`` runs on NumPy and on CuPy."""
+    if request.param == "cupy":
+        if not backend.cuda_is_available():
+            pytest.skip("CuPy with a CUDA device is not available on this machine")
+        return backend.cupy
+    return numpy
+
+
+@pytest.fixture
+def device(xp):
+    """The minires device name that matches ``xp``."""
+    return "cpu" if xp is numpy else "cuda"
