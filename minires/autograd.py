@@ -15,7 +15,7 @@ Where a tensor is used twice (a residual connection), its gradients add up.
 """
 from __future__ import annotations
 
-import contextlib
+import functools
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
@@ -38,33 +38,46 @@ def is_grad_enabled() -> bool:
     return _grad_mode.enabled
 
 
-class no_grad(contextlib.ContextDecorator):
-    """Stop recording the graph inside a ``with`` block (or a decorated function).
+class _GradModeSwitch:
+    """Set the recording mode inside a ``with`` block or a decorated function, then restore it.
+
+    Each ``with`` and each call of a decorated function saves its own previous mode, so a
+    decorated function that recurses (or runs in two threads at once) restores the right one.
+    """
+
+    mode: bool
+
+    def __enter__(self) -> "_GradModeSwitch":
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _grad_mode.enabled = self._previous
+
+    def __call__(self, func: Callable) -> Callable:
+        @functools.wraps(func)
+        def with_mode(*args: Any, **kwargs: Any) -> Any:
+            with type(self)():
+                return func(*args, **kwargs)
+        return with_mode
+
+
+class no_grad(_GradModeSwitch):
+    """Stop recording the graph inside a ``with`` block (or a function decorated ``@no_grad()``).
 
     Operations still compute their outputs; they just do not remember how, so nothing can
     be differentiated and no memory is kept for a backward pass. This does NOT switch batch
     norm to evaluation mode: that is ``module.eval()``.
     """
 
-    def __enter__(self) -> "no_grad":
-        self._previous = _grad_mode.enabled
-        _grad_mode.enabled = False
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        _grad_mode.enabled = self._previous
+    mode = False
 
 
-class enable_grad(contextlib.ContextDecorator):
+class enable_grad(_GradModeSwitch):
     """Turn recording back on inside a ``no_grad()`` block."""
 
-    def __enter__(self) -> "enable_grad":
-        self._previous = _grad_mode.enabled
-        _grad_mode.enabled = True
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        _grad_mode.enabled = self._previous
+    mode = True
 
 
 class Function:
@@ -74,7 +87,8 @@ class Function:
     ``forward(*arrays) -> array`` and ``backward(dout) -> tuple of gradients``. Attributes whose
     names start with an underscore are the graph's bookkeeping; every other attribute is what
     the forward saved for the backward, and it is released once the backward has run (unless
-    ``retain_graph=True``), so a graph frees its buffers as the backward pass goes.
+    ``retain_graph=True``), together with the links to the input tensors, so a graph frees its
+    buffers and activations as the backward pass goes.
     """
 
     # Bookkeeping, set by apply(): the input tensors (None for an absent optional input),
@@ -116,6 +130,7 @@ class Function:
     def _release(self) -> None:
         for name in [n for n in vars(self) if not n.startswith("_")]:
             delattr(self, name)
+        self._inputs = ()  # the input tensors too: a finished graph must not keep every activation alive
         self._released = True
 
 

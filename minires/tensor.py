@@ -170,18 +170,25 @@ class Tensor:
         return self.numpy().tolist()
 
     def to(self, target: Union[DeviceLike, DTypeLike]) -> "Tensor":
-        """A copy on another device (``"cuda"``, ``"cpu"``) or with another dtype (``"float64"``).
+        """This tensor on another device (``"cuda"``, ``"cpu"``) or with another dtype (``"float64"``).
 
-        The copy is a new leaf; a tensor already there is returned as it is.
+        A tensor already there is returned as it is. Otherwise the copy stays in the graph, as
+        in PyTorch: its gradient flows back to ``self`` in ``self``'s dtype and on its device.
         """
         if isinstance(target, str) and (target.startswith("cuda") or target == "cpu"):
-            data = backend.to_device(self.data, target)
-        else:
+            if backend.normalize_device(target) == self.device:
+                return self
+            return F.to(self, device=target)
+        try:
             dtype = numpy.dtype(target)
-            data = self.data if dtype == self.dtype else self.data.astype(dtype)
-        if data is self.data:
+        except TypeError:
+            raise TypeError(f"to() expects a device ('cpu', 'cuda', 'cuda:N') or a dtype "
+                            f"('float32', 'float64', ...), got {target!r}") from None
+        if dtype == self.dtype:
             return self
-        return Tensor(data, requires_grad=self.requires_grad and _is_floating(data.dtype))
+        if self.requires_grad and not _is_floating(dtype):
+            return Tensor(self.data.astype(dtype))                  # integers carry no gradient
+        return F.to(self, dtype=dtype)
 
     def cpu(self) -> "Tensor":
         return self.to("cpu")
@@ -299,7 +306,8 @@ class Tensor:
     def mean(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
         return F.mean(self, dim, keepdim)
 
-    def max(self, dim: Optional[int] = None, keepdim: bool = False) -> "Tensor":
+    def max(self, dim: Optional[int] = None, keepdim: bool = False) -> Any:
+        """The largest value, or with ``dim`` the pair ``(values, indices)`` as in PyTorch."""
         return F.max(self, dim, keepdim)
 
     def argmax(self, dim: Optional[int] = None, keepdim: bool = False) -> "Tensor":
@@ -369,8 +377,9 @@ def tensor(data: Any, requires_grad: bool = False, dtype: DTypeLike = None,
     """Build a tensor from Python values or an array (the data is always copied).
 
     Python floats become float32 (as in PyTorch), Python ints int64; a NumPy or CuPy array
-    keeps its dtype unless ``dtype`` is given. ``device`` defaults to the CPU for Python
-    values and to the array's own device for an array.
+    (or a NumPy scalar such as ``numpy.float64(1.5)``) keeps its dtype unless ``dtype`` is
+    given. ``device`` defaults to the CPU for Python values and to the array's own device for
+    an array.
     """
     if isinstance(data, Tensor):
         data = data.data
@@ -379,7 +388,7 @@ def tensor(data: Any, requires_grad: bool = False, dtype: DTypeLike = None,
         target = backend.device_of(array) if device is None else device
     else:
         array = numpy.array(data, dtype=dtype)
-        if dtype is None and _is_floating(array.dtype):
+        if dtype is None and _is_floating(array.dtype) and not isinstance(data, numpy.generic):
             array = array.astype(_FLOAT_DEFAULT)
         if array.dtype == object:
             raise TypeError(f"cannot build a tensor from {type(data).__name__} holding mixed or ragged values")

@@ -12,11 +12,13 @@ from hypothesis import HealthCheck, settings
 
 from minires import backend
 
-_FAST = dict(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The `xp` fixture is function-scoped but only names a module, so reusing it across examples is safe.
+_QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+_FAST = dict(max_examples=25, deadline=None, suppress_health_check=_QUIET)
 settings.register_profile("minires", parent=settings.get_profile("default"), **_FAST)
 settings.register_profile("minires-ci", parent=settings.get_profile("ci"), **_FAST)
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=400,
-                          deadline=None, suppress_health_check=[HealthCheck.too_slow])
+                          deadline=None, suppress_health_check=_QUIET)
 settings.load_profile("minires-ci" if os.environ.get("CI") else "minires")
 
 

@@ -4,13 +4,19 @@ The signatures are PyTorch's (``torch.nn.functional``), so code moves between th
 """
 from minires.functional.activation import relu
 from minires.functional.arithmetic import add, div, exp, log, mul, neg, pow, sqrt, sub, sum_to_shape
+from minires.functional.conv import conv2d
 from minires.functional.linear import linear, matmul
+from minires.functional.loss import cross_entropy, log_softmax, nll_loss
+from minires.functional.normalization import batch_norm
+from minires.functional.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from minires.functional.reduction import max, mean, sum
-from minires.functional.shape import flatten, getitem, permute, reshape, transpose
+from minires.functional.shape import flatten, getitem, permute, reshape, to, transpose
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "sum_to_shape",
     "sum", "mean", "max",
-    "reshape", "flatten", "transpose", "permute", "getitem",
+    "reshape", "flatten", "transpose", "permute", "getitem", "to",
     "matmul", "linear", "relu",
+    "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+    "batch_norm", "log_softmax", "cross_entropy", "nll_loss",
 ]

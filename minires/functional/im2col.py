@@ -11,9 +11,15 @@ Layout. For an input (N, C, H, W) and an output grid (oH, oW), the columns are s
     cols[c, i, j, n, y, x] = x_padded[n, c, y * sH + i * dH, x * sW + j * dW]      # (C, kH, kW, N, oH, oW)
 
 so ``cols.reshape(C * kH * kW, N * oH * oW)`` is the matrix the convolution multiplies, with
-one column per output pixel of the whole batch. Both functions loop over the kH * kW kernel
-offsets (9 for a 3x3 kernel) and move a whole (N, C, oH, oW) slab at each: the loops are
-short, the copies are long, and the same code runs on NumPy and CuPy.
+one column per output pixel of the whole batch.
+
+``im2col`` needs no loop: every window is already in ``x_padded``, one stride away from its
+neighbour, so the six-axis array above is a strided *view* of ``x_padded`` (stepping a kernel
+offset moves ``dilation`` pixels, stepping an output pixel moves ``stride`` pixels), and one
+copy materialises it. ``col2im`` cannot use that view: windows overlap, and writing through
+overlapping memory would drop all but one contribution. It loops over the kH * kW kernel
+offsets (9 for a 3x3 kernel) and adds a whole (C, N, oH, oW) slab at each: the loop is short,
+the additions are long, and the same code runs on NumPy and CuPy.
 
 Derivation: docs/derivations/im2col.md.
 """
@@ -86,11 +92,14 @@ def im2col(x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, 
     else:
         x_pad = xp.full((N, C, Hp, Wp), pad_value, dtype=x.dtype)             # (N, C, Hp, Wp)
         x_pad[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W] = x
-    cols = xp.empty((C, kh, kw, N) + tuple(out_size), dtype=x.dtype)         # (C, kH, kW, N, oH, oW)
-    for i in range(kh):
-        for j in range(kw):
-            patch = x_pad[_window(i, j, stride, dilation, out_size)]        # (N, C, oH, oW)
-            cols[:, i, j] = patch.transpose(1, 0, 2, 3)                     # (C, N, oH, oW)
+    # cols[c, i, j, n, y, x] = x_pad[n, c, y*sH + i*dH, x*sW + j*dW] is a view of x_pad: only
+    # the step sizes (in bytes) of its six axes differ. Nothing is copied until ascontiguousarray.
+    sN, sC, sH, sW = x_pad.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        x_pad, shape=(C, kh, kw, N) + tuple(out_size),
+        strides=(sC, sH * dilation[0], sW * dilation[1], sN, sH * stride[0], sW * stride[1]))
+    cols = xp.empty(windows.shape, dtype=x.dtype)                           # (C, kH, kW, N, oH, oW)
+    cols[...] = windows                                                     # the one copy
     return cols
 
 
@@ -98,16 +107,17 @@ def col2im(cols: Array, x_shape: tuple, kernel: Pair, stride: Pair, padding: Pai
     """The adjoint of ``im2col``: add each column back onto its window; returns (N, C, H, W).
 
     Where windows overlap (stride < kernel) an input pixel receives from several columns,
-    so this must ADD (``+=``); assigning would keep only the last window's share.
+    so this must ADD (``+=``); assigning would keep only the last window's share. The sums
+    run in a (C, N, Hp, Wp) buffer, the axis order of ``cols``, so each addition reads both
+    arrays in memory order; one transposing copy at the end gives (N, C, H, W).
     """
     xp = get_array_module(cols)
     N, C, H, W = x_shape
     C_, kh, kw, N_, oh, ow = cols.shape                                     # (C, kH, kW, N, oH, oW)
     Hp, Wp = _padded_shape(x_shape, kernel, stride, padding, dilation, (oh, ow))
-    dx_pad = xp.zeros((N, C, Hp, Wp), dtype=cols.dtype)                      # (N, C, Hp, Wp)
+    dx_pad = xp.zeros((C, N, Hp, Wp), dtype=cols.dtype)                      # (C, N, Hp, Wp)
     for i in range(kh):
         for j in range(kw):
-            dx_pad[_window(i, j, stride, dilation, (oh, ow))] += cols[:, i, j].transpose(1, 0, 2, 3)
-    if (Hp, Wp) == (H, W):
-        return dx_pad
-    return xp.ascontiguousarray(dx_pad[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W])
+            dx_pad[_window(i, j, stride, dilation, (oh, ow))] += cols[:, i, j]  # (C, N, oH, oW)
+    dx = dx_pad[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W]     # (C, N, H, W)
+    return xp.ascontiguousarray(dx.transpose(1, 0, 2, 3))                       # (N, C, H, W)

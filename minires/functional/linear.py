@@ -55,6 +55,8 @@ class Linear(Function):
 
     def forward(self, x: Array, weight: Array, bias: Optional[Array]) -> Array:
         check_same_dtype("linear", x, weight)
+        if bias is not None:
+            check_same_dtype("linear", x, bias)
         if x.shape[-1] != weight.shape[1]:
             raise ValueError(f"linear: input has {x.shape[-1]} features but the weight {tuple(weight.shape)} "
                              f"expects {weight.shape[1]} (weight is (out_features, in_features))")

@@ -7,7 +7,7 @@ that won (the first one, when several tie).
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from minires.autograd import Function
 from minires.backend import Array, get_array_module
@@ -18,11 +18,12 @@ def normalize_dims(dim: Any, ndim: int) -> tuple:
     if dim is None:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    bound = ndim if ndim > 0 else 1                      # (this module's `max` shadows the builtin)
     out = []
     for d in dims:
-        if not -max(ndim, 1) <= d < max(ndim, 1):
+        if not -bound <= d < bound:
             raise IndexError(f"dimension {d} is out of range for a tensor with {ndim} dimension(s)")
-        out.append(d % max(ndim, 1))
+        out.append(d % bound)
     return tuple(sorted(set(out)))
 
 
@@ -79,6 +80,8 @@ class Max(Function):
     def forward(self, x: Array) -> Array:
         xp = get_array_module(x)
         self.shape = x.shape
+        if self.dim is not None:
+            normalize_dims(self.dim, x.ndim)                   # the same clear error as sum and mean
         flat = x.reshape(-1) if self.dim is None else xp.moveaxis(x, self.dim, -1)
         self.argmax = flat.argmax(axis=-1)                     # first maximum, as NumPy/CuPy pick it
         out = xp.take_along_axis(flat, self.argmax[..., None], axis=-1)[..., 0]
@@ -108,5 +111,15 @@ def mean(x: Any, dim: Any = None, keepdim: bool = False):
     return Mean.apply(x, dim=dim, keepdim=keepdim)
 
 
+class MaxResult(NamedTuple):
+    """``max(x, dim)`` returns the values and where they are, as ``torch.max`` does."""
+    values: Any
+    indices: Any
+
+
 def max(x: Any, dim: Optional[int] = None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
-    return Max.apply(x, dim=dim, keepdim=keepdim)
+    """The largest element of ``x``; with ``dim``, ``(values, indices)`` along that dimension."""
+    values = Max.apply(x, dim=dim, keepdim=keepdim)
+    if dim is None:
+        return values
+    return MaxResult(values, x.argmax(dim=dim, keepdim=keepdim))

@@ -64,6 +64,26 @@ class GetItem(Function):
         return (dx,)
 
 
+class To(Function):
+    """out = x converted to another dtype and/or device;  dx = dout converted back."""
+
+    def __init__(self, dtype: Any = None, device: Any = None):
+        self.dtype, self.device = dtype, device
+
+    def forward(self, x: Array) -> Array:
+        self.x_dtype, self.x_device = x.dtype, backend.device_of(x)
+        out = x if self.dtype is None else x.astype(self.dtype)
+        return out if self.device is None else backend.to_device(out, self.device)
+
+    def backward(self, dout: Array) -> tuple:
+        return (backend.to_device(dout, self.x_device).astype(self.x_dtype, copy=False),)
+
+
+def to(x: Any, dtype: Any = None, device: Any = None):
+    """``x`` with another dtype and/or on another device; the gradient flows back unchanged."""
+    return To.apply(x, dtype=dtype, device=device)
+
+
 def reshape(x: Any, shape: Sequence[int]):
     return Reshape.apply(x, shape=shape)
 

@@ -79,7 +79,10 @@ def _axis(draw, max_kernel: int, max_stride: int, max_dilation: int, max_out: in
     p = draw(st.integers(0, k // 2 if pool else k))            # pooling: padding <= kernel / 2
     r = draw(st.integers(0, s - 1))                              # what the stride leaves over
     base = d * (k - 1) + 1 - 2 * p + r                           # in = (out - 1) * s + base
-    out_min = 1 if base >= 1 else 1 + -(-(1 - base) // s)        # smallest output with in >= 1
+    # in >= 1; a pooling input also needs in >= d, or a dilated window can fall between the
+    # input's pixels entirely into the padding (max pooling would output -inf there)
+    in_min = d if pool else 1
+    out_min = 1 if base >= in_min else 1 + -(-(in_min - base) // s)   # smallest output giving in >= in_min
     out = draw(st.integers(out_min, out_min + max_out - 1))
     return (out - 1) * s + base, k, s, p, d, out
 

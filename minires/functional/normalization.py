@@ -1,0 +1,163 @@
+"""Batch normalization: batch statistics in training, running statistics in evaluation.
+
+For an input x of shape (N, C) or (N, C, *spatial) (images: (N, C, H, W)), each channel c is
+normalised over its m = N * H * W values and then scaled and shifted:
+
+    xhat = (x - mean_c) * inv_std_c,    inv_std_c = 1 / sqrt(var_c + eps)
+    out  = gamma_c * xhat + beta_c
+
+Training: mean_c and var_c are the batch's mean and its BIASED variance (divide by m), and the
+running statistics, which are buffers and not inputs of the graph, move towards the batch in
+place, with the UNBIASED variance (divide by m - 1):
+
+    running = (1 - momentum) * running + momentum * batch
+
+Evaluation: mean_c and var_c are the running statistics; the batch is never measured and
+nothing is updated, so the output is an affine function of x.
+
+The backward pass (derivation: docs/derivations/batch_norm.md), with sums over a channel's m values:
+
+    dbeta  = sum(dout)                 dgamma = sum(dout * xhat)
+    dx     = (1/m) * gamma * inv_std * (m * dout - sum(dout) - xhat * sum(dout * xhat))   (training)
+    dx     = gamma * inv_std * dout                                                       (evaluation)
+"""
+from __future__ import annotations
+
+import numbers
+from typing import TYPE_CHECKING, Any, Optional
+
+from minires.autograd import Function
+from minires.backend import Array, get_array_module
+from minires.functional.arithmetic import check_same_dtype
+
+if TYPE_CHECKING:
+    from minires.tensor import Tensor
+
+
+def _channel_shape(x: Array) -> tuple:
+    """(1, C, 1, ..., 1): the shape that broadcasts a per-channel vector (C,) over x."""
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def _update_running_stat(running: Array, batch: Array, momentum: float) -> None:
+    """running <- (1 - momentum) * running + momentum * batch, in place on the buffer."""
+    running *= 1 - momentum
+    running += momentum * batch
+
+
+class BatchNorm(Function):
+    """out = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1).
+
+    Inputs: x (N, C, ...), running_mean (C,), running_var (C,), weight = gamma (C,),
+    bias = beta (C,); any of the last four may be None. Only x, weight and bias get gradients:
+    the running statistics are buffers, updated in place when training.
+    """
+
+    def __init__(self, training: bool = False, momentum: float = 0.1, eps: float = 1e-5):
+        self.training, self.momentum, self.eps = training, momentum, eps
+
+    def forward(self, x: Array, running_mean: Optional[Array], running_var: Optional[Array],
+                weight: Optional[Array], bias: Optional[Array]) -> Array:
+        xp = get_array_module(x)
+        _check_arguments(x, running_mean, running_var, weight, bias, self.training)
+        axes = (0,) + tuple(range(2, x.ndim))                  # every axis but the channel axis
+        shape = _channel_shape(x)                              # (1, C, 1, ...)
+        if self.training:
+            m = x.size // x.shape[1]                           # values per channel: N * H * W
+            mean = x.mean(axis=axes)                           # (C,)
+            centered = x - mean.reshape(shape)                 # (N, C, ...)
+            var = (centered * centered).mean(axis=axes)        # (C,) biased: divide by m
+            if running_mean is not None:
+                _update_running_stat(running_mean, mean, self.momentum)
+                _update_running_stat(running_var, var * (m / (m - 1)), self.momentum)  # unbiased
+        else:
+            centered = x - running_mean.reshape(shape)         # (N, C, ...)
+            var = running_var                                  # (C,)
+        self.inv_std = 1 / xp.sqrt(var + self.eps)             # (C,)
+        self.xhat = centered * self.inv_std.reshape(shape)     # (N, C, ...)
+        self.weight = weight                                   # gamma (C,), or None for 1
+        out = self.xhat if weight is None else self.xhat * weight.reshape(shape)
+        return out if bias is None else out + bias.reshape(shape)
+
+    def backward(self, dout: Array) -> tuple:
+        shape = _channel_shape(dout)                           # (1, C, 1, ...)
+        axes = (0,) + tuple(range(2, dout.ndim))
+        dbias = dout.sum(axis=axes)                            # (C,) dbeta = sum(dout)
+        dweight = (dout * self.xhat).sum(axis=axes)            # (C,) dgamma = sum(dout * xhat)
+        dx = None
+        if self.needs_input_grad[0]:
+            scale = self.inv_std if self.weight is None else self.weight * self.inv_std   # (C,)
+            if self.training:
+                m = dout.size // dout.shape[1]
+                # dx = (1/m) * gamma * inv_std * (m * dout - sum(dout) - xhat * sum(dout * xhat))
+                dx = (scale / m).reshape(shape) * (
+                    m * dout - dbias.reshape(shape) - self.xhat * dweight.reshape(shape))
+            else:
+                dx = scale.reshape(shape) * dout                # the mean and inv_std are constants
+        return (dx, None, None,
+                dweight if self.needs_input_grad[3] else None,
+                dbias if self.needs_input_grad[4] else None)
+
+
+def _check_arguments(x: Array, running_mean: Optional[Array], running_var: Optional[Array],
+                  weight: Optional[Array], bias: Optional[Array], training: bool) -> None:
+    """Clear errors for the mistakes a caller can make; silent on valid input."""
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm expects x of shape (N, C) or (N, C, *spatial), e.g. (N, C, H, W), "
+                         f"got {tuple(x.shape)}; add a batch axis with x.reshape(1, -1) if it is one sample")
+    if x.dtype.kind != "f":
+        raise TypeError(f"batch_norm expects a floating-point x, got {x.dtype}; convert it with x.to('float32')")
+    C = x.shape[1]
+    for name, v in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if v is None:
+            continue
+        if tuple(v.shape) != (C,):
+            raise ValueError(f"batch_norm expects {name} of shape ({C},) for x of shape {tuple(x.shape)} "
+                             f"(one value per channel, axis 1), got {tuple(v.shape)}")
+        check_same_dtype(f"batch_norm ({name} and x)", x, v)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm got only one of running_mean and running_var; pass both, or neither "
+                         "(training=True without running statistics)")
+    if running_mean is None and not training:
+        raise ValueError("batch_norm with training=False normalises with running_mean and running_var, "
+                         "but they are None; pass them, or use training=True to normalise with batch statistics")
+    if training and x.size // max(C, 1) < 2:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                         f"{tuple(x.shape)}; the batch variance needs at least two values per channel: "
+                         f"use a larger batch, or training=False")
+
+
+def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
+               training: bool = False, momentum: Optional[float] = 0.1, eps: float = 1e-5) -> "Tensor":
+    """PyTorch's ``F.batch_norm``: normalise each channel (axis 1) of x, then scale and shift.
+
+    Args:
+        x: (N, C), (N, C, L) or (N, C, H, W), float32 or float64.
+        running_mean, running_var: (C,) buffers, Tensors or arrays of x's dtype. With
+            ``training=True`` they are updated IN PLACE (``running = (1 - momentum) * running +
+            momentum * batch``, the unbiased variance for ``running_var``), or may both be None
+            (no running statistics kept). With ``training=False`` they are required, and read only.
+        weight, bias: gamma and beta, (C,); None means 1 and 0.
+        training: True normalises with the batch mean and biased variance; False with the
+            running statistics (evaluation). ``no_grad()`` does not change this.
+        momentum: the weight of the new batch in the running statistics (0.1: keep 90%).
+            It must be a number. ``momentum=None``, the cumulative average of ``nn.BatchNorm2d``,
+            needs the count of batches seen so far, which only the module keeps: the module
+            counts the batch (``num_batches_tracked += 1``) and passes
+            ``momentum = 1 / num_batches_tracked``, exactly as PyTorch's module does.
+        eps: added to the variance before the square root.
+
+    Returns:
+        a Tensor shaped like x, of x's dtype. Derivation: docs/derivations/batch_norm.md.
+    """
+    if momentum is None:
+        raise ValueError(
+            "batch_norm got momentum=None. The cumulative average that momentum=None means for a "
+            "BatchNorm module needs the number of batches seen, which the functional form cannot know; "
+            "count the batch and pass momentum=1 / num_batches_tracked (1 for the first batch, 1/2 for "
+            "the second, ...), as nn.BatchNorm2d does")
+    if not isinstance(momentum, numbers.Real) or isinstance(momentum, bool):
+        raise TypeError(f"batch_norm expects momentum to be a number such as 0.1, got {momentum!r}")
+    return BatchNorm.apply(x, running_mean, running_var, weight, bias,
+                           training=bool(training), momentum=float(momentum), eps=float(eps))

@@ -1,0 +1,243 @@
+"""Weights in and out: safetensors files, and PyTorch checkpoints.
+
+minires saves a state dict (name -> array) as a safetensors file: a JSON header that names
+each tensor's dtype, shape and byte range, followed by the raw bytes. Reading one cannot run
+code, unlike a pickle, which is why minires uses no pickle anywhere. Writes are atomic: the
+file is written beside its destination under a temporary name, flushed to disk, and only then
+renamed over the destination, so a crash mid-write leaves the old file as it was.
+
+    minires.save(model, "resnet18.safetensors")           # or a state dict
+    model.load_state_dict(minires.load("resnet18.safetensors"))
+
+PyTorch checkpoints (``.pth``, e.g. torchvision's published ResNet weights) come in with
+``import_torch_checkpoint`` and go out with ``export_torch_checkpoint``; both need torch,
+which minires itself never imports.
+
+The safetensors package is an optional extra: ``pip install "minires[io]"``.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import secrets
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, Union
+
+import numpy
+
+from minires import backend
+from minires.backend import DeviceLike
+from minires.nn.module import Module
+from minires.tensor import Tensor
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_ORDER_KEY = "minires.keys"              # header metadata: the state dict's key order, as JSON
+_CHUNK = 64 * 1024 * 1024                # bytes per write() call
+_MAX_HEADER = 100 * 1024 * 1024          # the safetensors format's own limit on the header
+
+
+def _safetensors_numpy() -> Any:
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise ImportError('minires.save and minires.load need the safetensors package, which is not installed: '
+                          'pip install "minires[io]"') from None
+    return safetensors.numpy
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("reading or writing a PyTorch checkpoint needs torch, which is not installed: "
+                          "pip install torch (minires itself never needs it)") from None
+    return torch
+
+
+def _numpy_state(obj: Any) -> "OrderedDict[str, numpy.ndarray]":
+    """A Module's state dict, or a mapping name -> Tensor/array, as contiguous NumPy arrays on the CPU."""
+    if isinstance(obj, Module):
+        obj = obj.state_dict()
+    if not isinstance(obj, Mapping):
+        raise TypeError(f"expected a Module or a state dict (a mapping of name -> Tensor or array), "
+                        f"got {type(obj).__name__}")
+    arrays: "OrderedDict[str, numpy.ndarray]" = OrderedDict()
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise TypeError(f"state dict keys must be strings, got {key!r} ({type(key).__name__})")
+        array = value.data if isinstance(value, Tensor) else value
+        if not backend.is_array(array):
+            raise TypeError(f"the value for {key!r} is a {type(value).__name__}; expected a Tensor or a "
+                            f"NumPy/CuPy array")
+        array = backend.to_numpy(array)
+        arrays[key] = array if array.flags.c_contiguous else array.copy(order="C")   # keeps 0-d arrays 0-d
+    return arrays
+
+
+# ---------------------------------------------------------------------------- safetensors
+
+def save(obj: Any, path: PathLike) -> None:
+    """Save a Module's ``state_dict()`` (or any state dict) to ``path`` as safetensors, atomically.
+
+    The key order is kept in the file's metadata, so ``load`` gives the keys back in it. The
+    same state always gives the same bytes.
+    """
+    st = _safetensors_numpy()
+    arrays = _numpy_state(obj)
+    metadata = {_ORDER_KEY: json.dumps(list(arrays))}   # one entry: safetensors does not order metadata
+    _atomic_write(path, st.save(dict(arrays), metadata=metadata))
+
+
+def load(path: PathLike, device: DeviceLike = "cpu") -> "OrderedDict[str, Tensor]":
+    """Read a safetensors file as an ordered dict name -> Tensor on ``device``.
+
+    The order is the one ``save`` recorded (a file from another writer: the order of its
+    bytes). A truncated file, or a file that is not safetensors, is a clear ``ValueError``.
+    """
+    st = _safetensors_numpy()
+    header = _read_header(path)
+    try:
+        arrays = st.load_file(os.fspath(path))
+    except Exception as error:  # safetensors raises its own SafetensorError
+        raise ValueError(f"{os.fspath(path)!r} could not be read as a safetensors file: {error}") from None
+    return OrderedDict((key, Tensor(backend.to_device(arrays[key], device))) for key in _key_order(header))
+
+
+def _read_header(path: PathLike) -> dict:
+    """Parse the header (8-byte little-endian length, then JSON) and check that the file is whole."""
+    name = os.fspath(path)
+    size = os.path.getsize(name)
+    with open(name, "rb") as f:
+        start = f.read(9)
+        if start[:4] == b"PK\x03\x04":
+            raise ValueError(f"{name!r} is a zip archive, as PyTorch's .pth checkpoints are, not a safetensors "
+                             f"file; read it with minires.io.import_torch_checkpoint(path)")
+        if size < 9 or start[8:9] != b"{":
+            raise ValueError(f"{name!r} is not a safetensors file: it does not start with an 8-byte header "
+                             f"length and a JSON header ({size} bytes in all; it may also be truncated)")
+        length = int.from_bytes(start[:8], "little")
+        if length > _MAX_HEADER:
+            raise ValueError(f"{name!r} is not a safetensors file: its first 8 bytes give a header length of "
+                             f"{length} bytes, more than the format allows")
+        if 8 + length > size:
+            raise ValueError(f"{name!r} is truncated: its header needs {8 + length} bytes but the file has only "
+                             f"{size}; save it again")
+        f.seek(8)
+        try:
+            header = json.loads(f.read(length))
+        except ValueError:
+            raise ValueError(f"{name!r} is not a safetensors file: its header is not JSON") from None
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    try:
+        data_end = max((int(v["data_offsets"][1]) for v in entries.values()), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise ValueError(f"{name!r} is not a safetensors file: its header entries have no data_offsets") from None
+    if 8 + length + data_end > size:
+        raise ValueError(f"{name!r} is truncated: its tensors need {8 + length + data_end} bytes but the file "
+                         f"has only {size}; save it again")
+    return header
+
+
+def _key_order(header: dict) -> list:
+    """The keys in the order minires saved them, else in the order of their bytes in the file."""
+    entries = [k for k in header if k != "__metadata__"]
+    recorded = header.get("__metadata__", {}).get(_ORDER_KEY)
+    if recorded is not None:
+        order = json.loads(recorded)
+        if sorted(order) == sorted(entries):
+            return order
+    return sorted(entries, key=lambda k: header[k]["data_offsets"][0])
+
+
+# ---------------------------------------------------------------------------- atomic writes
+
+def _write_bytes(f: io.BufferedWriter, data: bytes) -> None:
+    """Write ``data`` to the open file ``f`` in chunks."""
+    view = memoryview(data)
+    for start in range(0, len(view), _CHUNK):
+        f.write(view[start:start + _CHUNK])
+
+
+def _atomic_write(path: PathLike, data: bytes) -> None:
+    """Replace ``path`` with ``data`` all at once: write a temporary file in the same directory,
+    flush it to disk, then rename it over ``path`` (a rename within a directory is atomic).
+    Whatever goes wrong before the rename, ``path`` is untouched and the temporary file removed."""
+    name = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(name))
+    temporary = os.path.join(directory, f".{os.path.basename(name)}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(temporary, "xb") as f:
+            _write_bytes(f, data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, name)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+    if hasattr(os, "O_DIRECTORY"):           # make the rename itself durable (POSIX)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ---------------------------------------------------------------------------- PyTorch checkpoints
+
+def import_torch_checkpoint(path: PathLike) -> "OrderedDict[str, numpy.ndarray]":
+    """Read a PyTorch checkpoint (``.pth``) as an ordered dict name -> NumPy array, ready for
+    ``model.load_state_dict``. Needs torch.
+
+    The file is opened with ``torch.load(path, map_location="cpu", weights_only=True)``, which
+    refuses to run code from it. It may hold a state dict itself, or a dict with the state dict
+    under "state_dict" or "model" (as training scripts often save). bfloat16 values become
+    float32 (NumPy has no bfloat16). Checkpoints older than PyTorch 0.4, such as torchvision's
+    original ResNet weights, have no ``num_batches_tracked``; as PyTorch does when it loads
+    them, each batch norm's count is then set to 0.
+    """
+    torch = _torch()
+    name = os.fspath(path)
+    checkpoint = torch.load(name, map_location="cpu", weights_only=True)
+    state = _find_state_dict(checkpoint, name, torch.Tensor)
+    arrays: "OrderedDict[str, numpy.ndarray]" = OrderedDict()
+    for key, value in state.items():
+        value = value.detach()
+        if value.dtype == torch.bfloat16:
+            value = value.float()
+        arrays[key] = value.numpy()
+        if key.endswith("running_var"):
+            count_key = key[:-len("running_var")] + "num_batches_tracked"
+            if count_key not in state:
+                arrays[count_key] = numpy.zeros((), dtype=numpy.int64)
+    return arrays
+
+
+def _find_state_dict(checkpoint: Any, name: str, tensor_type: type) -> Mapping:
+    """The mapping of name -> tensor in a loaded checkpoint, or a clear error."""
+    if isinstance(checkpoint, Mapping) and checkpoint and \
+            all(isinstance(v, tensor_type) for v in checkpoint.values()):
+        return checkpoint
+    if isinstance(checkpoint, Mapping):
+        for key in ("state_dict", "model"):
+            inner = checkpoint.get(key)
+            if isinstance(inner, Mapping) and inner and all(isinstance(v, tensor_type) for v in inner.values()):
+                return inner
+        raise ValueError(f"{name!r} holds a dict with keys {list(checkpoint)[:10]} but no state dict: expected "
+                         f"name -> tensor, or one under 'state_dict' or 'model'")
+    raise ValueError(f"{name!r} holds a {type(checkpoint).__name__}, not a state dict; save one with "
+                     f"torch.save(model.state_dict(), path)")
+
+
+def export_torch_checkpoint(obj: Any, path: PathLike) -> None:
+    """Write a Module's ``state_dict()`` (or a state dict) as a PyTorch checkpoint that
+    ``torch.load`` and ``torchvision_model.load_state_dict`` accept. Needs torch; atomic."""
+    torch = _torch()
+    state = OrderedDict((key, torch.from_numpy(array.copy())) for key, array in _numpy_state(obj).items())
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _atomic_write(path, buffer.getvalue())

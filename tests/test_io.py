@@ -1,0 +1,294 @@
+"""Weights in and out: safetensors round trips, atomic writes, clear errors for bad files, and
+PyTorch checkpoints in both directions (those tests need torch and skip without it)."""
+import importlib.util
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minires
+from minires import backend, io, nn
+
+
+def build(lib):
+    """The same small network in minires (lib = minires.nn) or PyTorch (lib = torch.nn)."""
+    return lib.Sequential(
+        lib.Conv2d(3, 4, 3, padding=1, bias=False), lib.BatchNorm2d(4), lib.ReLU(), lib.MaxPool2d(2),
+        lib.Conv2d(4, 6, 3, stride=2, groups=2), lib.BatchNorm2d(6, momentum=None), lib.ReLU(),
+        lib.AdaptiveAvgPool2d(1), lib.Flatten(), lib.Linear(6, 3))
+
+
+def trained_net(seed=0):
+    """A minires network whose running statistics and counts are not the initial ones."""
+    minires.manual_seed(seed)
+    net = build(nn)
+    for _ in range(2):
+        net(minires.randn(4, 3, 8, 8))
+    return net
+
+
+def inputs(seed=1):
+    return np.random.default_rng(seed).standard_normal((2, 3, 8, 8)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- safetensors round trip
+def test_save_load_round_trip_gives_identical_outputs(tmp_path):
+    net = trained_net(0)
+    path = tmp_path / "net.safetensors"
+    io.save(net, path)
+    io.save(net.state_dict(), tmp_path / "sd.safetensors")            # a state dict saves the same bytes
+    assert (tmp_path / "sd.safetensors").read_bytes() == path.read_bytes()
+    loaded = io.load(path)
+    assert list(loaded) == list(net.state_dict())                      # the key order survives
+    assert all(isinstance(v, minires.Tensor) for v in loaded.values())
+    count = loaded["1.num_batches_tracked"]
+    assert count.dtype == np.int64 and count.shape == () and int(count) == 2
+    other = trained_net(1)
+    other.load_state_dict(loaded)
+    for mode in (False, True):
+        net.train(mode), other.train(mode)
+        x = minires.tensor(inputs())
+        np.testing.assert_array_equal(other(x).numpy(), net(x).numpy())
+
+
+def test_load_to_a_device_and_float64_state(tmp_path, xp, device):
+    net = trained_net().double()
+    io.save(net, tmp_path / "w.safetensors")
+    loaded = io.load(tmp_path / "w.safetensors", device=device)
+    assert loaded["9.weight"].dtype == np.float64
+    assert all(v.device == backend.normalize_device(device) for v in loaded.values())
+    target = build(nn).to(device)
+    target.load_state_dict(loaded)                                     # float64 -> the model's float32
+    assert target[9].weight.dtype == np.float32
+
+
+def test_arrays_and_files_from_other_writers(tmp_path):
+    st = pytest.importorskip("safetensors.numpy")
+    st.save_file({"b": np.ones(2, np.float32), "a": np.zeros((), np.int64)}, str(tmp_path / "other.safetensors"))
+    loaded = io.load(tmp_path / "other.safetensors")
+    assert sorted(loaded) == ["a", "b"] and loaded["a"].dtype == np.int64
+    io.save({"x": np.arange(6.0).reshape(2, 3)[:, ::2]}, tmp_path / "strided.safetensors")   # not contiguous
+    np.testing.assert_array_equal(io.load(tmp_path / "strided.safetensors")["x"].numpy(), [[0, 2], [3, 5]])
+
+
+def test_save_refuses_what_it_cannot_store(tmp_path):
+    with pytest.raises(TypeError, match="keys must be strings"):
+        io.save({1: np.zeros(1)}, tmp_path / "x.safetensors")
+    with pytest.raises(TypeError, match="Tensor or a NumPy/CuPy array"):
+        io.save({"a": [1.0]}, tmp_path / "x.safetensors")
+    with pytest.raises(TypeError, match="Module or a state dict"):
+        io.save([np.zeros(1)], tmp_path / "x.safetensors")
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- atomic writes
+def test_a_crash_mid_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "net.safetensors"
+    io.save(trained_net(0), path)
+    old = path.read_bytes()
+
+    def write_half_then_crash(f, data):
+        f.write(data[:len(data) // 2])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(io, "_write_bytes", write_half_then_crash)
+    with pytest.raises(OSError, match="No space left"):
+        io.save(trained_net(1), path)
+    assert path.read_bytes() == old
+    assert os.listdir(tmp_path) == ["net.safetensors"]
+    monkeypatch.undo()
+    io.save(trained_net(1), path)                                      # and a later save goes through
+    assert path.read_bytes() != old and os.listdir(tmp_path) == ["net.safetensors"]
+
+
+# ---------------------------------------------------------------------------- bad files
+@pytest.mark.parametrize("keep", [5, 30, -4])
+def test_truncated_file_is_a_clear_error(tmp_path, keep):
+    path = tmp_path / "net.safetensors"
+    io.save(trained_net(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[:keep])
+    with pytest.raises(ValueError, match="truncated"):
+        io.load(path)
+
+
+def test_foreign_files_are_clear_errors(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("these are not weights, just some text that is long enough")
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        io.load(text)
+    archive = tmp_path / "model.pth"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+    with pytest.raises(ValueError, match="import_torch_checkpoint"):
+        io.load(archive)
+    bad_json = tmp_path / "bad.safetensors"
+    bad_json.write_bytes((12).to_bytes(8, "little") + b"{not json!!}")
+    with pytest.raises(ValueError, match="not JSON"):
+        io.load(bad_json)
+    with pytest.raises(FileNotFoundError):
+        io.load(tmp_path / "missing.safetensors")
+
+
+def test_a_file_that_does_not_fit_the_model_is_a_clear_error(tmp_path):
+    net = trained_net()
+    sd = net.state_dict()
+    sd["9.weight"] = minires.zeros(10, 6)                              # wrong shape
+    sd["1.num_batches_tracked"] = minires.tensor(2.0)                  # wrong dtype
+    del sd["9.bias"]                                                   # missing
+    io.save(sd, tmp_path / "bad.safetensors")
+    with pytest.raises(RuntimeError) as info:
+        build(nn).load_state_dict(io.load(tmp_path / "bad.safetensors"))
+    message = str(info.value)
+    assert "size mismatch for 9.weight: checkpoint (10, 6), model (3, 6)" in message
+    assert "dtype mismatch for 1.num_batches_tracked: checkpoint float32, model int64" in message
+    assert 'missing key(s) in state_dict: "9.bias"' in message
+
+
+def test_missing_safetensors_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    with pytest.raises(ImportError, match=r'pip install "minires\[io\]"'):
+        io.save(trained_net(), tmp_path / "x.safetensors")
+    with pytest.raises(ImportError, match=r'pip install "minires\[io\]"'):
+        io.load(tmp_path / "x.safetensors")
+
+
+def test_missing_torch_says_so(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match="needs torch"):
+        io.import_torch_checkpoint(tmp_path / "x.pth")
+    with pytest.raises(ImportError, match="needs torch"):
+        io.export_torch_checkpoint(trained_net(), tmp_path / "x.pth")
+
+
+# ---------------------------------------------------------------------------- PyTorch checkpoints
+def test_export_loads_into_the_same_torch_network_and_agrees(tmp_path):
+    torch = pytest.importorskip("torch")
+    net = trained_net()
+    io.export_torch_checkpoint(net, tmp_path / "net.pth")
+    state = torch.load(tmp_path / "net.pth", weights_only=True)
+    assert list(state) == list(net.state_dict())
+    assert state["5.num_batches_tracked"].dtype == torch.int64 and state["5.num_batches_tracked"].shape == ()
+    twin = build(torch.nn)
+    assert twin.load_state_dict(state, strict=True)
+    for mode in (False, True):
+        net.train(mode), twin.train(mode)
+        with torch.no_grad():
+            expected = twin(torch.from_numpy(inputs())).numpy()
+        np.testing.assert_allclose(net(minires.tensor(inputs())).numpy(), expected, rtol=1e-5, atol=1e-5)
+    # both took one more training step on the same batch: their running statistics still agree
+    for key, value in net.state_dict().items():
+        np.testing.assert_allclose(value.numpy(), twin.state_dict()[key].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_import_a_torch_checkpoint_and_agree(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    twin = build(torch.nn)
+    twin(torch.randn(4, 3, 8, 8))                                      # move the running statistics
+    twin.eval()
+    torch.save(twin.state_dict(), tmp_path / "twin.pth")
+    arrays = io.import_torch_checkpoint(tmp_path / "twin.pth")
+    assert list(arrays) == list(twin.state_dict()) and all(isinstance(a, np.ndarray) for a in arrays.values())
+    net = build(nn).eval()
+    net.load_state_dict(arrays)
+    with torch.no_grad():
+        expected = twin(torch.from_numpy(inputs())).numpy()
+    np.testing.assert_allclose(net(minires.tensor(inputs())).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_torch_checkpoint_wrappers_and_old_checkpoints(tmp_path):
+    torch = pytest.importorskip("torch")
+    state = build(torch.nn).state_dict()
+    torch.save({"epoch": 3, "state_dict": state}, tmp_path / "a.pth")
+    torch.save({"model": state, "optimizer": {}}, tmp_path / "b.pth")
+    for name in ("a.pth", "b.pth"):
+        assert list(io.import_torch_checkpoint(tmp_path / name)) == list(state)
+    old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}   # before PyTorch 0.4
+    torch.save(old, tmp_path / "old.pth")
+    arrays = io.import_torch_checkpoint(tmp_path / "old.pth")
+    assert list(arrays) == list(state)                                 # filled in, in place
+    assert arrays["1.num_batches_tracked"].dtype == np.int64 and int(arrays["1.num_batches_tracked"]) == 0
+    build(nn).load_state_dict(arrays)
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(ValueError, match="not a state dict"):
+        io.import_torch_checkpoint(tmp_path / "list.pth")
+    torch.save({"epoch": 3}, tmp_path / "meta.pth")
+    with pytest.raises(ValueError, match="no state dict"):
+        io.import_torch_checkpoint(tmp_path / "meta.pth")
+
+
+def test_minires_to_torch_format_and_back_is_exact(tmp_path):
+    pytest.importorskip("torch")
+    net = trained_net()
+    io.export_torch_checkpoint(net.state_dict(), tmp_path / "net.pth")
+    back = io.import_torch_checkpoint(tmp_path / "net.pth")
+    assert list(back) == list(net.state_dict())
+    for key, value in net.state_dict().items():
+        assert back[key].dtype == value.dtype
+        np.testing.assert_array_equal(back[key], value.numpy())
+
+
+# ---------------------------------------------------------------------------- transfer learning
+class TinyClassifier(nn.Module):
+    """A backbone and an ``fc`` head, like a ResNet, small enough for a unit test."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU()
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = self.avgpool(self.relu(self.bn1(self.conv1(x))))
+        return self.fc(x.flatten(1))
+
+
+def test_transfer_learning_recipe_trains_only_the_new_head(tmp_path):
+    minires.manual_seed(0)
+    io.save(TinyClassifier(), tmp_path / "pretrained.safetensors")
+    model = TinyClassifier()
+    model.load_state_dict(io.load(tmp_path / "pretrained.safetensors"))
+    model.requires_grad_(False)                                        # freeze the backbone
+    model.fc = nn.Linear(model.fc.in_features, 5)                      # a new head for 5 classes
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
+    backbone = {k: v.numpy().copy() for k, v in model.state_dict().items() if k.startswith("conv1")}
+    x = minires.randn(8, 3, 6, 6)
+    y = minires.tensor(np.arange(8) % 5)
+    criterion = nn.CrossEntropyLoss()
+    losses = []
+    for _ in range(20):
+        loss = criterion(model(x), y)
+        model.zero_grad()
+        loss.backward()
+        for p in model.parameters():
+            if p.requires_grad:
+                p.data -= 0.5 * p.grad
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
+    assert model.conv1.weight.grad is None
+    for key, value in backbone.items():
+        np.testing.assert_array_equal(model.state_dict()[key].numpy(), value)
+
+
+def test_the_documented_examples_run(tmp_path, monkeypatch):
+    """Every ```python block of docs/weights.md runs, in order, in one namespace (```py blocks are
+    illustrations that need a download). Blocks that use PyTorch checkpoints run where torch is installed."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "weights.md"
+    blocks = [part.split("```")[0] for part in doc.read_text().split("```python\n")[1:]]
+    assert len(blocks) == 3
+    has_torch = importlib.util.find_spec("torch") is not None
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        if "torch_checkpoint" in block and not has_torch:
+            continue
+        exec(compile(block, str(doc), "exec"), namespace)              # noqa: S102 - our own docs
+    assert namespace["model"].fc.out_features == 5
+    assert os.path.exists("resnet18_5classes.safetensors")
