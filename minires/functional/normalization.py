@@ -129,7 +129,8 @@ def _check_arguments(x: Array, running_mean: Optional[Array], running_var: Optio
 
 
 def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
-               training: bool = False, momentum: Optional[float] = 0.1, eps: float = 1e-5) -> "Tensor":
+               training: bool = False, momentum: Optional[float] = 0.1, eps: float = 1e-5, *,
+               num_batches_tracked: Any = None) -> "Tensor":
     """PyTorch's ``F.batch_norm``: normalise each channel (axis 1) of x, then scale and shift.
 
     Args:
@@ -141,23 +142,32 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
         weight, bias: gamma and beta, (C,); None means 1 and 0.
         training: True normalises with the batch mean and biased variance; False with the
             running statistics (evaluation). ``no_grad()`` does not change this.
-        momentum: the weight of the new batch in the running statistics (0.1: keep 90%).
-            It must be a number. ``momentum=None``, the cumulative average of ``nn.BatchNorm2d``,
-            needs the count of batches seen so far, which only the module keeps: the module
-            counts the batch (``num_batches_tracked += 1``) and passes
-            ``momentum = 1 / num_batches_tracked``, exactly as PyTorch's module does.
+        momentum: the weight of the new batch in the running statistics (0.1: keep 90%), or
+            None for a cumulative average of every batch seen: that needs the count of batches,
+            so pass it as ``num_batches_tracked``.
         eps: added to the variance before the square root.
+        num_batches_tracked: (keyword only; not in PyTorch's functional form, which leaves the
+            count to the module) a 0-d integer Tensor or array counting the training batches.
+            When given, training adds 1 to it in place, and ``momentum=None`` then uses
+            ``momentum = 1 / num_batches_tracked`` (1 for the first batch, 1/2 for the second, ...),
+            which makes the running statistics the plain average of all batches.
 
     Returns:
         a Tensor shaped like x, of x's dtype. Derivation: docs/derivations/batch_norm.md.
     """
+    if momentum is not None and (not isinstance(momentum, numbers.Real) or isinstance(momentum, bool)):
+        raise TypeError(f"batch_norm expects momentum to be a number such as 0.1, or None, got {momentum!r}")
+    if training and running_mean is not None and num_batches_tracked is not None:
+        count = getattr(num_batches_tracked, "data", num_batches_tracked)
+        count += 1                                              # count this batch, in place
+        if momentum is None:
+            momentum = 1.0 / int(count)                         # cumulative average
     if momentum is None:
-        raise ValueError(
-            "batch_norm got momentum=None. The cumulative average that momentum=None means for a "
-            "BatchNorm module needs the number of batches seen, which the functional form cannot know; "
-            "count the batch and pass momentum=1 / num_batches_tracked (1 for the first batch, 1/2 for "
-            "the second, ...), as nn.BatchNorm2d does")
-    if not isinstance(momentum, numbers.Real) or isinstance(momentum, bool):
-        raise TypeError(f"batch_norm expects momentum to be a number such as 0.1, got {momentum!r}")
+        if training and running_mean is not None:
+            raise ValueError(
+                "batch_norm got momentum=None, the cumulative average of all batches, but no "
+                "num_batches_tracked to count them; pass num_batches_tracked= (a 0-d integer tensor "
+                "that batch_norm increments), or a number such as momentum=0.1")
+        momentum = 0.0                                          # nothing is updated: any factor does
     return BatchNorm.apply(x, running_mean, running_var, weight, bias,
                            training=bool(training), momentum=float(momentum), eps=float(eps))

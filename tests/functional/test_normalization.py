@@ -154,15 +154,15 @@ def test_running_statistics_are_updated_in_place_on_plain_arrays_too(xp, device)
     np.testing.assert_allclose(backend.to_numpy(rv), [1.5, 4.5])             # 0.5 * 1 + 0.5 * (2, 8)
 
 
-def test_momentum_none_is_refused_and_names_the_factor_to_pass(xp, device):
+def test_momentum_none_without_a_count_is_refused_and_says_what_to_pass(xp, device):
     x, rm, rv = on(device, np.ones((4, 2))), on(device, np.zeros(2)), on(device, np.ones(2))
-    with pytest.raises(ValueError, match=r"momentum=None.*momentum=1 / num_batches_tracked"):
+    with pytest.raises(ValueError, match=r"momentum=None.*pass num_batches_tracked="):
         batch_norm(x, rm, rv, training=True, momentum=None)
     with pytest.raises(TypeError, match="momentum"):
         batch_norm(x, rm, rv, training=True, momentum="0.1")
 
 
-def test_cumulative_average_is_momentum_one_over_batches_seen(xp, device):
+def test_momentum_one_over_batches_seen_is_the_cumulative_average(xp, device):
     """What nn.BatchNorm2d(momentum=None) passes: 1 / num_batches_tracked, after counting the batch."""
     rng = np.random.default_rng(5)
     rm, rv = on(device, rng.standard_normal(3)), on(device, rng.uniform(1, 2, 3))
@@ -174,6 +174,25 @@ def test_cumulative_average_is_momentum_one_over_batches_seen(xp, device):
         variances.append(x.var(axis=0, ddof=1))
         np.testing.assert_allclose(rm.numpy(), np.mean(means, axis=0), rtol=1e-12)  # the start is forgotten
         np.testing.assert_allclose(rv.numpy(), np.mean(variances, axis=0), rtol=1e-12)
+
+
+def test_momentum_none_counts_batches_and_keeps_the_cumulative_average(xp, device):
+    """The functional form does it too, given the count: num_batches_tracked goes up by one per
+    training call, and running = the plain average of every batch seen."""
+    rng = np.random.default_rng(6)
+    rm, rv = on(device, rng.standard_normal(3)), on(device, rng.uniform(1, 2, 3))
+    count = minires.tensor(xp.zeros((), dtype=np.int64))
+    means, variances = [], []
+    for seen in range(1, 5):
+        x = rng.standard_normal((6, 3)) * 2 + rng.standard_normal(3)
+        batch_norm(on(device, x), rm, rv, training=True, momentum=None, num_batches_tracked=count)
+        means.append(x.mean(axis=0))
+        variances.append(x.var(axis=0, ddof=1))
+        assert count.item() == seen and count.dtype == np.int64
+        np.testing.assert_allclose(rm.numpy(), np.mean(means, axis=0), rtol=1e-12)
+        np.testing.assert_allclose(rv.numpy(), np.mean(variances, axis=0), rtol=1e-12)
+    batch_norm(on(device, x), rm, rv, training=False, momentum=None, num_batches_tracked=count)
+    assert count.item() == 4                                             # evaluation counts nothing
 
 
 def test_evaluation_neither_reads_the_batch_nor_updates_anything(xp, device):
@@ -283,9 +302,8 @@ def test_matches_pytorch_fixtures(xp, device, case):
         arrays = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"case{case}/")}
     params = json.loads(str(arrays["params"]))
     params.pop("module", None)
-    num_batches_tracked = params.pop("num_batches_tracked", None)
-    if params["momentum"] is None:   # nn.BatchNorm with momentum=None: the factor it passes is 1 / (count + 1)
-        params["momentum"] = 1 / (num_batches_tracked + 1)
+    if "num_batches_tracked" in params:   # nn.BatchNorm(momentum=None): the count before this batch
+        params["num_batches_tracked"] = minires.tensor(xp.asarray(params["num_batches_tracked"], dtype=np.int64))
     tight = arrays["dtype"] == "float64"
     tol = dict(rtol=1e-10, atol=1e-12) if tight else dict(rtol=1e-4, atol=1e-5)
     rm, rv = on(device, arrays["running_mean"]), on(device, arrays["running_var"])
