@@ -16,7 +16,7 @@ import numpy
 
 import minires
 import minires.functional as F
-from minires.testing import GradcheckError, gradcheck
+from minires.testing import GradcheckError, gradcheck, gradcheck_module
 
 
 def _leaf(rng: numpy.random.Generator, *shape: int) -> minires.Tensor:
@@ -43,7 +43,7 @@ def _checks() -> Dict[str, Callable[[numpy.random.Generator], Tuple[Callable, li
             downsample = minires.nn.Sequential(
                 minires.nn.Conv2d(inplanes, planes * cls.expansion, 1, stride=2, bias=False),
                 minires.nn.BatchNorm2d(planes * cls.expansion))
-            net = cls(inplanes, planes, stride=2, downsample=downsample).to("float64")
+            net = cls(inplanes, planes, stride=2, downsample=downsample).to("float64").train()
             return net, [_leaf(rng, 2, inplanes, 6, 6)]
         return make
 
@@ -71,7 +71,10 @@ def run_gradcheck(name: str, seed: int = 0) -> float:
         raise SystemExit(f"unknown operation {name!r}; choose one of: {', '.join(sorted(checks))}")
     fn, inputs = checks[name](numpy.random.default_rng(seed))
     start = time.perf_counter()
-    gradcheck(fn, *inputs, seed=seed)
+    if isinstance(fn, minires.nn.Module):                            # a block: its input and every weight
+        gradcheck_module(fn, *inputs, seed=seed, elementwise=False, n_directions=3)
+    else:
+        gradcheck(fn, *inputs, seed=seed)
     return time.perf_counter() - start
 
 
@@ -98,7 +101,8 @@ def demo() -> None:
     for name, p in block.named_parameters():
         print(f"  d loss / d {name:<22} shape {str(tuple(p.shape)):<16} norm {float(numpy.linalg.norm(p.grad)):.5f}")
     print(f"  running_mean of bn1 after one training step: {block.bn1.running_mean.numpy()[:4].round(5)} ...")
-    print("\nGradient checks in float64 (central differences against the backward pass, random upstream G):")
+    print("\nGradient checks in float64 (central differences against the backward pass, random upstream G;")
+    print("the blocks are checked in their input and in every weight, in training mode):")
     for name in ("conv2d", "batch_norm", "max_pool2d", "cross_entropy", "basic_block", "bottleneck"):
         seconds = run_gradcheck(name)
         print(f"  {name:<14} passed in {seconds:.2f} s")
