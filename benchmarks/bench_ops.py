@@ -1,17 +1,15 @@
 """Time minires's operations against PyTorch's, side by side in one run, on ResNet-18 shapes.
 
 Each row is one forward + backward pass (random upstream gradient): the median of ``--repeats``
-runs for minires and for PyTorch in the same process, their ratio (minires / torch: below 1,
-minires is faster) and the peak memory of one pass. On a shared machine compare the ratios,
-not the milliseconds, and read the load average in the header.
+runs for minires and for PyTorch in the same process, their ratio (minires / torch) and the peak
+memory of one pass. On a shared machine compare ratios, and read the load average in the header.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_ops.py --network --out cpu
-    python benchmarks/bench_ops.py --suite cifar --ops conv2d --cols both
     python benchmarks/bench_ops.py --device cuda --batch-imagenet 32 --network --out gpu
 
-``--cols`` times convolutions with their im2col buffer kept from the forward pass, recomputed
-in backward, or both (``minires.functional.conv.save_cols``); ``--network`` runs all twenty
-ResNet-18 convolutions both ways, for the total time and the peak memory. See README.md here.
+``--cols`` keeps conv2d's im2col buffer for backward, recomputes it, or times both
+(``minires.functional.conv.save_cols``); ``--network`` times all twenty ResNet-18 convolutions
+together, both ways, with their peak memory. See README.md here.
 """
 from __future__ import annotations
 
@@ -37,7 +35,8 @@ try:
     import torch.nn.functional as TF
 except ImportError:
     torch = None
-try:
+
+try:                                                # written by others; a missing one is skipped
     from minires.functional.pooling import max_pool2d
 except ImportError:
     max_pool2d = None
@@ -63,11 +62,8 @@ class Case:
     input_grad: bool = True                  # False for a stem: the image needs no gradient
 
     def describe(self) -> str:
-        x = "x".join(map(str, self.x_shape))
-        if self.op != "conv2d":
-            return x
-        C_out, _, k, _ = self.weight_shape
-        return f"{x} -> {C_out}, {k}x{k} s{self.stride} p{self.padding}"
+        x, (C_out, _, k, _) = "x".join(map(str, self.x_shape)), self.weight_shape or (0,) * 4
+        return f"{x} -> {C_out}, {k}x{k} s{self.stride} p{self.padding}" if self.op == "conv2d" else x
 
 
 def conv(name: str, N: int, C_in: int, size: int, C_out: int, k: int, stride: int = 1,
@@ -115,16 +111,19 @@ def network_convs(N: int) -> List[Case]:
 
 # --------------------------------------------------------------------------------- the two sides
 
-def make_pass(lib: str, case: Case, device: str, keep_cols: bool = False) -> Optional[Step]:
-    """One forward + backward of ``case`` in ``lib`` ("minires" or "torch"); None where minires
-    does not have the operation yet."""
-    rng = numpy.random.default_rng(0)
+def library(lib: str, device: str) -> tuple:
+    """(make a float32 tensor from an array, the three operations) for "minires" or "torch"."""
     if lib == "minires":
         ops = {"conv2d": conv2d, "max_pool2d": max_pool2d, "batch_norm": batch_norm}
-        new = lambda a, grad: minires.tensor(a, requires_grad=grad, device=device)    # noqa: E731
-    else:
-        ops = {"conv2d": TF.conv2d, "max_pool2d": TF.max_pool2d, "batch_norm": TF.batch_norm}
-        new = lambda a, grad: torch.tensor(a, requires_grad=grad, device=device)      # noqa: E731
+        return (lambda a, grad: minires.tensor(a, requires_grad=grad, device=device)), ops
+    ops = {"conv2d": TF.conv2d, "max_pool2d": TF.max_pool2d, "batch_norm": TF.batch_norm}
+    return (lambda a, grad: torch.tensor(a, requires_grad=grad, device=device)), ops
+
+
+def make_pass(lib: str, case: Case, device: str, keep_cols: bool = False) -> Optional[Step]:
+    """One forward + backward of ``case`` in ``lib``; None where minires lacks the operation."""
+    rng = numpy.random.default_rng(0)
+    new, ops = library(lib, device)
     op = ops[case.op]
     if op is None:
         return None
@@ -143,8 +142,7 @@ def make_pass(lib: str, case: Case, device: str, keep_cols: bool = False) -> Opt
         leaves += [gamma, beta]
         mean, var = new(numpy.zeros(C, numpy.float32), False), new(numpy.ones(C, numpy.float32), False)
         run = lambda: op(x, mean, var, gamma, beta, training=True)                     # noqa: E731
-    dout = rand(tuple(run().shape), False)
-    dout = dout.data if lib == "minires" else dout
+    dout = rand(tuple(run().shape), False).data
 
     def step() -> None:
         with save_cols(keep_cols):                  # read by minires's conv2d during the forward
@@ -155,17 +153,17 @@ def make_pass(lib: str, case: Case, device: str, keep_cols: bool = False) -> Opt
     return step
 
 
-def network_pass(device: str, N: int, keep_cols: bool) -> Step:
+def network_pass(lib: str, device: str, N: int, keep_cols: bool = False) -> Step:
     """Every ResNet-18 convolution forward, then every backward in reverse order, as in training:
-    all the buffers the forwards keep are alive at once when the first backward starts."""
+    whatever the forwards keep is alive at once when the first backward starts."""
     rng = numpy.random.default_rng(0)
-    new = lambda shape, grad: minires.tensor(                                          # noqa: E731
-        rng.standard_normal(shape).astype(numpy.float32), requires_grad=grad, device=device)
-    layers = [(c, new(c.x_shape, c.input_grad), new(c.weight_shape, True)) for c in network_convs(N)]
+    new, ops = library(lib, device)
+    rand = lambda shape, grad: new(rng.standard_normal(shape).astype(numpy.float32), grad)  # noqa: E731
+    layers = [(c, rand(c.x_shape, c.input_grad), rand(c.weight_shape, True)) for c in network_convs(N)]
 
     def step() -> None:
         with save_cols(keep_cols):
-            outs = [conv2d(x, w, None, stride=c.stride, padding=c.padding) for c, x, w in layers]
+            outs = [ops["conv2d"](x, w, None, stride=c.stride, padding=c.padding) for c, x, w in layers]
         for out in reversed(outs):
             out.backward(out.data)                  # any upstream gradient of the right shape
         for _, x, w in layers:
@@ -175,114 +173,105 @@ def network_pass(device: str, N: int, keep_cols: bool) -> Step:
 
 # --------------------------------------------------------------------------------- measuring
 
-def synchronizer(device: str) -> Step:
+def synchronize(device: str) -> None:
     """Wait for the GPU (both libraries' queues) before reading the clock; nothing on the CPU."""
-    if device == "cpu":
-        return lambda: None
-
-    def sync() -> None:
+    if device != "cpu":
         minires.backend.cupy.cuda.Device().synchronize()
         if torch is not None:
             torch.cuda.synchronize()
-    return sync
 
 
-def median_ms(steps: List[Step], repeats: int, sync: Step) -> List[float]:
+def median_ms(steps: List[Step], repeats: int, device: str) -> List[float]:
     """Median milliseconds of each step, the steps taking turns.
 
-    BLAS and OpenMP worker threads keep spinning for a moment after their library's last call,
-    on the cores the other library is about to use; a short pause before each timed run lets
-    them go to sleep, so neither side is timed against the other's idle threads.
+    BLAS and OpenMP worker threads keep spinning after their library's last call, on the cores
+    the other library is about to use (OpenBLAS's for about 0.1 s: torch measured right after a
+    NumPy product ran up to 3x slower here). A 0.25 s pause before every timed run lets them go
+    to sleep, so neither side is timed against the other's idle threads.
     """
     times: List[List[float]] = [[] for _ in steps]
-    for step in steps:                              # warm-up: allocators, kernel choices, caches
-        step()
+    for step in steps + steps:                      # warm-up: allocators, kernel choices, caches
         step()
     for _ in range(repeats):
         for k, step in enumerate(steps):
-            time.sleep(0.05)
-            sync()
+            time.sleep(0.25)
+            synchronize(device)
             start = time.perf_counter()
             step()
-            sync()
+            synchronize(device)
             times[k].append(1e3 * (time.perf_counter() - start))
     return [statistics.median(t) for t in times]
 
 
-class PeakMemory:
-    """The most memory one call holds above what was in use when it started, in MB.
+def enable_peak_memory(device: str) -> bool:
+    """Make ``peak_mb`` exact; False where it cannot be measured (not Linux with glibc).
 
-    CPU: the high-water mark of the resident set (Linux; reset through /proc/self/clear_refs),
-    which sees NumPy and torch alike. glibc keeps freed blocks for reuse below a threshold that
-    grows as the program runs, which would hide later peaks; ``enable()`` fixes it at 64 KiB
-    so each large block goes back to the system when freed. That slows allocation, so memory is
-    measured after all the timings. GPU: each library's allocator (CuPy's pool, torch's stats).
+    On the CPU it reads the high-water mark of the resident set, which sees NumPy and torch
+    alike. glibc keeps freed blocks resident for reuse, which would hide a peak: from here on
+    every block over 64 KiB is its own mapping, returned when freed (and ``peak_mb`` first hands
+    the free heap back). That slows allocation, so memory is measured after all the timings.
     """
+    if device != "cpu":
+        return True
+    try:
+        import ctypes
+        open("/proc/self/clear_refs", "w").close()
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16))          # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
-    def __init__(self, device: str, sync: Step):
-        self.device, self.sync = device, sync
 
-    def enable(self) -> bool:
-        if self.device != "cpu":
-            return True
-        try:
-            import ctypes
-            open("/proc/self/clear_refs", "w").close()
-            return bool(ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16))     # M_MMAP_THRESHOLD
-        except (OSError, AttributeError):
-            return False
+def peak_mb(step: Step, device: str) -> float:
+    """The most memory one call of ``step`` holds above what was in use when it started, in MB
+    (GPU: each library's own allocator, CuPy's pool and torch's statistics)."""
+    step()                                          # the first call may allocate caches
+    if device == "cpu":
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")                            # high-water mark := the current size
+        start = rss_bytes("VmRSS")
+        step()
+        return (rss_bytes("VmHWM") - start) / 1e6
+    cupy = minires.backend.cupy
+    pool = cupy.get_default_memory_pool()
+    synchronize(device)
+    start = peak = pool.used_bytes()
 
-    def measure(self, step: Step) -> float:
-        step()                                      # the first call may allocate caches
-        if self.device == "cpu":
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")                        # high-water mark := the current size
-            start = self._rss("VmRSS")
-            step()
-            return (self._rss("VmHWM") - start) / 1e6
-        cupy = minires.backend.cupy
-        pool = cupy.get_default_memory_pool()
-        self.sync()
-        start = peak = pool.used_bytes()
+    def tracking_malloc(size: int):
+        nonlocal peak
+        memory = pool.malloc(size)
+        peak = max(peak, pool.used_bytes())
+        return memory
+    if torch is not None:
+        torch.cuda.reset_peak_memory_stats()
+    torch_start = torch.cuda.memory_allocated() if torch is not None else 0
+    cupy.cuda.set_allocator(tracking_malloc)
+    try:
+        step()
+        synchronize(device)
+    finally:
+        cupy.cuda.set_allocator(pool.malloc)
+    torch_peak = torch.cuda.max_memory_allocated() - torch_start if torch is not None else 0
+    return (peak - start + torch_peak) / 1e6
 
-        def tracking_malloc(size: int):
-            nonlocal peak
-            memory = pool.malloc(size)
-            peak = max(peak, pool.used_bytes())
-            return memory
-        torch_start = torch.cuda.memory_allocated() if torch is not None else 0
-        if torch is not None:
-            torch.cuda.reset_peak_memory_stats()
-        cupy.cuda.set_allocator(tracking_malloc)
-        try:
-            step()
-            self.sync()
-        finally:
-            cupy.cuda.set_allocator(pool.malloc)
-        torch_peak = torch.cuda.max_memory_allocated() - torch_start if torch is not None else 0
-        return (peak - start + torch_peak) / 1e6
 
-    @staticmethod
-    def _rss(field: str) -> int:
-        for line in open("/proc/self/status"):
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(f"/proc/self/status has no {field}")
+def rss_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith(field + ":"))
 
 
 # --------------------------------------------------------------------------------- the machine
 
 def blas_info() -> Tuple[int, str]:
-    """NumPy's BLAS: its thread count and a description (threadpoolctl when installed)."""
+    """NumPy's BLAS: its thread count and a description (exact with threadpoolctl installed;
+    otherwise NumPy's build configuration and the usual thread-count variables, or every core)."""
     try:
         from threadpoolctl import threadpool_info
-        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        if blas:
-            b = blas[0]
-            return int(b["num_threads"]), f"{b['internal_api']} {b.get('version')} ({b.get('architecture')} kernels)"
-    except ImportError:
-        pass
-    config = numpy.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+        b = next(p for p in threadpool_info() if p.get("user_api") == "blas")
+        return int(b["num_threads"]), f"{b['internal_api']} {b.get('version')} ({b.get('architecture')} kernels)"
+    except (ImportError, StopIteration):
+        config = numpy.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
     threads = next((int(os.environ[v]) for v in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
                     if os.environ.get(v, "").isdigit()), cores())
     return threads, f"{config.get('name', 'unknown')} {config.get('version', '')}"
@@ -310,6 +299,64 @@ def machine(device: str, threads: int, blas: str) -> List[str]:
 
 # --------------------------------------------------------------------------------- main
 
+def run_cases(args: argparse.Namespace, libs: List[str]) -> tuple:
+    """[label, case, keep_cols, [ms per lib]] per row, and notes on what was skipped."""
+    rows, notes = [], []
+    policies = {"keep": [True], "recompute": [False], "both": [True, False]}[args.cols]
+    for case in op_cases(args.suite, args.ops, args.batch_cifar, args.batch_imagenet):
+        for keep in (policies if case.op == "conv2d" else [False]):
+            steps = [make_pass(lib, case, args.device, keep) for lib in libs]
+            if steps[0] is None:
+                notes.append(f"- {case.op} is not in minires.functional yet: skipped")
+                break
+            both = args.cols == "both" and case.op == "conv2d"
+            label = case.name + (f" ({'keep' if keep else 'recompute'} cols)" if both else "")
+            rows.append([label, case, keep, median_ms(steps, args.repeats, args.device)])
+            print(f"{label}: {' / '.join(f'{t:.1f}' for t in rows[-1][3])} ms", flush=True)
+    return rows, notes
+
+
+def run_network(args: argparse.Namespace, libs: List[str]) -> list:
+    """[label, lib, keep_cols, ms] for the whole convolution stack."""
+    runs = [("minires, im2col buffers kept", "minires", True),
+            ("minires, im2col buffers recomputed", "minires", False)] + [("torch", "torch", False)] * (len(libs) - 1)
+    steps = [network_pass(lib, args.device, args.batch_imagenet, keep) for _, lib, keep in runs]
+    rows = [[label, lib, keep, ms] for (label, lib, keep), ms
+            in zip(runs, median_ms(steps, args.repeats, args.device))]
+    for label, _, _, ms in rows:
+        print(f"network, {label}: {ms:.0f} ms", flush=True)
+    return rows
+
+
+def num(v: Optional[float], digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def report(args: argparse.Namespace, header: List[str], rows: list, network: list, notes: List[str]) -> List[str]:
+    lines = [f"# minires vs PyTorch: forward + backward, {args.device}", ""] + header + [
+        f"- float32; median of {args.repeats} runs; ratio = minires / torch (below 1: minires is faster)",
+        "- peak MB: the most memory one pass held above what it started with ("
+        + ("resident set size" if args.device == "cpu" else "each library's GPU allocator") + ")",
+        "- conv2d without bias, as in ResNet; a stem's input needs no gradient (it is the image); minires "
+        + {"keep": "keeps the im2col buffer", "recompute": "recomputes the im2col buffer (its default)",
+           "both": "keeps or recomputes the im2col buffer, as the row says"}[args.cols], "",
+        "| case | shape | minires ms | torch ms | ratio | minires peak MB | torch peak MB |",
+        "|---|---|---:|---:|---:|---:|---:|"]
+    for label, case, _, ms, mem in rows:
+        theirs = ms[1] if len(ms) > 1 else None
+        lines.append(f"| {label} | {case.describe()} | {ms[0]:.1f} | {num(theirs, 1)} | "
+                     f"{num(ms[0] / theirs if theirs else None, 2)} | {num(mem[0], 0)} | "
+                     f"{num(mem[1] if len(mem) > 1 else None, 0)} |")
+    if network:
+        torch_ms = network[-1][3] if network[-1][1] == "torch" else None
+        lines += ["", f"All 20 ResNet-18 convolutions, batch {args.batch_imagenet}, 224x224: every forward, "
+                  "then every backward in reverse order, as in training.", "",
+                  "| run | total ms | ratio | peak MB |", "|---|---:|---:|---:|"]
+        lines += [f"| {label} | {ms:.0f} | {num(ms / torch_ms if torch_ms else None, 2)} | {num(peak, 0)} |"
+                  for label, _, _, ms, peak in network]
+    return lines + ([""] + notes if notes else [])
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: CuPy vs torch CUDA")
@@ -330,65 +377,24 @@ def main(argv: Optional[List[str]] = None) -> None:
     threads, blas = blas_info()
     if torch is not None:
         torch.set_num_threads(threads)
-    sync = synchronizer(args.device)
+    header = machine(args.device, threads, blas)        # the load average before we add to it
+    libs = ["minires"] + (["torch"] if torch is not None else [])
 
-    # Timings first, every case; then memory, which changes how the allocator behaves.
-    rows, notes = [], []
-    policies = {"keep": [True], "recompute": [False], "both": [True, False]}[args.cols]
-    for case in op_cases(args.suite, args.ops, args.batch_cifar, args.batch_imagenet):
-        for keep in (policies if case.op == "conv2d" else [False]):
-            libs = ["minires"] + (["torch"] if torch is not None else [])
-            steps = [make_pass(lib, case, args.device, keep) for lib in libs]
-            if steps[0] is None:
-                notes.append(f"- {case.op} is not in minires.functional yet: skipped")
-                break
-            label = case.name + (f" ({'keep' if keep else 'recompute'} cols)" if args.cols == "both"
-                                 and case.op == "conv2d" else "")
-            rows.append([label, case, keep, median_ms(steps, args.repeats, sync)])
-            print(f"{label}: {' / '.join(f'{t:.1f}' for t in rows[-1][3])} ms", flush=True)
-    network = []
-    if args.network:
-        for keep in (True, False):
-            ms = median_ms([network_pass(args.device, args.batch_imagenet, keep)], 3, sync)[0]
-            network.append([keep, ms])
-            print(f"network, {'keep' if keep else 'recompute'} cols: {ms:.0f} ms", flush=True)
+    rows, notes = run_cases(args, libs)                 # every timing first; then memory, which
+    network = run_network(args, libs) if args.network else []         # changes the allocator
+    measured = enable_peak_memory(args.device)
+    for row in rows:                                    # row: label, case, keep_cols, ms
+        row.append([peak_mb(make_pass(lib, row[1], args.device, row[2]), args.device) if measured else None
+                    for lib in libs])
+    for row in network:                                 # row: label, lib, keep_cols, ms
+        row.append(peak_mb(network_pass(row[1], args.device, args.batch_imagenet, row[2]), args.device)
+                   if measured else None)
 
-    memory = PeakMemory(args.device, sync)
-    measured = memory.enable()
-    for row in rows:
-        _, case, keep, _ = row
-        row.append([memory.measure(make_pass(lib, case, args.device, keep)) if measured else None
-                    for lib in (["minires"] + (["torch"] if torch is not None else []))])
-    for row in network:
-        row.append(memory.measure(network_pass(args.device, args.batch_imagenet, row[0])) if measured else None)
-
-    def num(v: Optional[float], digits: int) -> str:
-        return "-" if v is None else f"{v:.{digits}f}"
-    report = [f"# minires vs PyTorch: forward + backward, {args.device}", ""]
-    report += machine(args.device, threads, blas) + [
-        f"- float32; median of {args.repeats} runs; ratio = minires / torch (below 1: minires is faster)",
-        "- peak MB: the most memory one pass held above what it started with ("
-        + ("resident set size" if args.device == "cpu" else "each library's GPU allocator") + ")",
-        f"- conv2d without bias, as in ResNet; a stem's input needs no gradient (it is the image); "
-        f"minires {'keeps' if args.cols == 'keep' else 'recomputes'} the im2col buffer"
-        + (" (both rows shown)" if args.cols == "both" else ""), "",
-        "| case | shape | minires ms | torch ms | ratio | minires peak MB | torch peak MB |",
-        "|---|---|---:|---:|---:|---:|---:|"]
-    for label, case, _, ms, mem in rows:
-        theirs = ms[1] if len(ms) > 1 else None
-        report.append(f"| {label} | {case.describe()} | {ms[0]:.1f} | {num(theirs, 1)} | "
-                      f"{num(ms[0] / theirs if theirs else None, 2)} | {num(mem[0], 0)} | "
-                      f"{num(mem[1] if len(mem) > 1 else None, 0)} |")
-    if network:
-        report += ["", f"All 20 ResNet-18 convolutions, batch {args.batch_imagenet}, 224x224: every forward, "
-                   "then every backward in reverse order (minires only).", "",
-                   "| im2col buffers | total ms | peak MB |", "|---|---:|---:|"]
-        report += [f"| {'kept' if keep else 'recomputed'} | {ms:.0f} | {num(peak, 0)} |" for keep, ms, peak in network]
-    report += [""] + notes if notes else []
-    print("\n" + "\n".join(report))
+    lines = report(args, header, rows, network, notes)
+    print("\n" + "\n".join(lines))
     if args.out:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"{args.out}.md").write_text("\n".join(report) + "\n")
+        (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
         print(f"\nwritten to benchmarks/results/{args.out}.md")
 
 

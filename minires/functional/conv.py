@@ -21,7 +21,8 @@ that memory for every convolution of the network until its backward runs; recomp
 one more ``im2col`` (a copy, no arithmetic). ``save_cols`` chooses, around the forward pass:
 recomputing is the default, from the measurements in ``benchmarks/results/``.
 
-Derivation, step by step: docs/derivations/conv2d.md.
+A 1x1 kernel without padding needs no im2col: its "columns" are the pixels of x, so each image
+is multiplied as it lies. Derivation, step by step: docs/derivations/conv2d.md.
 """
 from __future__ import annotations
 
@@ -68,14 +69,15 @@ class save_cols(contextlib.ContextDecorator):
         if not isinstance(enabled, bool):
             raise TypeError(f"save_cols takes True or False, got {enabled!r}")
         self.enabled = enabled
+        self._previous: list = []                   # a stack: the same block may be entered again
 
     def __enter__(self) -> "save_cols":
-        self._previous = _cols_policy.save
+        self._previous.append(_cols_policy.save)
         _cols_policy.save = self.enabled
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        _cols_policy.save = self._previous
+        _cols_policy.save = self._previous.pop()
 
 
 # ------------------------------------------------------------------------------ the operation
@@ -109,11 +111,23 @@ class Conv2d(Function):
         N, C_in, H, W = x4.shape
         C_out, Cg, kh, kw = weight.shape
         G, K = self.groups, Cg * kh * kw
-        self.kernel = (kh, kw)
-        oh, ow = _output_size(x4.shape, self.kernel, self.stride, self.padding, self.dilation)
-        cols = im2col(x4, self.kernel, self.stride, self.padding, self.dilation, (oh, ow))  # (C_in, kH, kW, N, oH, oW)
-        cols_g = cols.reshape(G, K, N * oh * ow)                             # (G, K, M)
+        oh, ow = _output_size(x4.shape, (kh, kw), self.stride, self.padding, self.dilation)
         w_g = weight.reshape(G, C_out // G, K)                               # (G, Og, K)
+        self.x, self.w_g, self.kernel, self.unbatched = x4, w_g, (kh, kw), x.ndim == 3
+        self.cols_g = None
+        # A 1x1 kernel without padding sees one pixel per window: its cols would only be x with the
+        # channels moved first. One product per image, on x as it lies, skips that copy and gives
+        # (N, C_out, oH, oW) directly. A stride keeps every s-th pixel: a strided slice.
+        self.pointwise = (kh, kw) == (1, 1) and self.padding == (0, 0)
+        if self.pointwise:
+            x_s = x4[:, :, ::self.stride[0], ::self.stride[1]]              # (N, C_in, oH, oW), a view
+            out = w_g @ x_s.reshape(N, G, Cg, oh * ow)                       # (N, G, Og, oH*oW)
+            out = out.reshape(N, C_out, oh, ow)                              # (N, C_out, oH, oW)
+            if bias is not None:
+                out += bias.reshape(1, C_out, 1, 1)
+            return out[0] if self.unbatched else out
+        cols = im2col(x4, (kh, kw), self.stride, self.padding, self.dilation, (oh, ow))  # (C_in, kH, kW, N, oH, oW)
+        cols_g = cols.reshape(G, K, N * oh * ow)                             # (G, K, M)
         out_g = w_g @ cols_g                                                 # (G, Og, M): the one product
         out = out_g.reshape(C_out, N, oh, ow).transpose(1, 0, 2, 3)          # (N, C_out, oH, oW), a view
         result = xp.empty((N, C_out, oh, ow), dtype=x.dtype)                 # (N, C_out, oH, oW)
@@ -121,7 +135,6 @@ class Conv2d(Function):
             result[...] = out
         else:                                                                # ... and adds the bias on the way
             xp.add(out, bias.reshape(1, C_out, 1, 1), out=result)
-        self.x, self.w_g, self.unbatched = x4, w_g, x.ndim == 3
         self.cols_g = cols_g if self.save_cols else None
         return result[0] if self.unbatched else result
 
@@ -135,22 +148,35 @@ class Conv2d(Function):
         dx = dw = db = None
         if need_db:
             db = dout4.sum(axis=(0, 2, 3))                                   # (C_out,)
-        if need_dx or need_dw:
+        if need_dw or (need_dx and not self.pointwise):
             dout_g = xp.ascontiguousarray(dout4.transpose(1, 0, 2, 3))       # (C_out, N, oH, oW)
             dout_g = dout_g.reshape(G, Og, N * oh * ow)                      # (G, Og, M)
+        scratch = None                                                       # a dead (G, K, M) buffer, if any
         if need_dw:
             cols_g = self.cols_g
             if cols_g is None:                                               # recompute what forward dropped
-                cols = im2col(self.x, self.kernel, self.stride, self.padding, self.dilation, (oh, ow))
-                cols_g = cols.reshape(G, K, N * oh * ow)                     # (G, K, M)
+                cols_g = im2col(self.x, self.kernel, self.stride, self.padding, self.dilation,
+                                (oh, ow)).reshape(G, K, N * oh * ow)         # (G, K, M)
+                scratch = cols_g                                             # dead once dW is computed
             dw = dout_g @ cols_g.transpose(0, 2, 1)                          # (G, Og, K)
             dw = dw.reshape(C_out, K // (kh * kw), kh, kw)                   # (C_out, C_in/G, kH, kW)
-            del cols_g                                                       # a recomputed one is freed here
-        if need_dx:
-            dcols = self.w_g.transpose(0, 2, 1) @ dout_g                     # (G, K, M)
+            del cols_g
+        if need_dx and self.pointwise:                                       # the 1x1 path, backwards
+            dx_s = self.w_g.transpose(0, 2, 1) @ dout4.reshape(N, G, Og, oh * ow)  # (N, G, Cg, oH*oW)
+            dx_s = dx_s.reshape(N, -1, oh, ow)                               # (N, C_in, oH, oW)
+            if self.stride == (1, 1):
+                dx = dx_s
+            else:                                                            # pixels the stride skipped get 0
+                dx = xp.zeros(self.x.shape, dtype=dout.dtype)                # (N, C_in, H, W)
+                dx[:, :, ::self.stride[0], ::self.stride[1]] = dx_s
+        elif need_dx:
+            # dcols has the shape of cols: written over a recomputed cols, it needs no new memory
+            # (and no fresh pages from the operating system, which cost time as well).
+            dcols = xp.matmul(self.w_g.transpose(0, 2, 1), dout_g, out=scratch)  # (G, K, M)
             dcols = dcols.reshape(-1, kh, kw, N, oh, ow)                     # (C_in, kH, kW, N, oH, oW)
             dx = col2im(dcols, self.x.shape, self.kernel, self.stride, self.padding, self.dilation)
-            dx = dx[0] if self.unbatched else dx                             # (N, C_in, H, W)
+        if dx is not None and self.unbatched:
+            dx = dx[0]                                                       # (C_in, H, W)
         return dx, dw, db
 
 

@@ -93,7 +93,7 @@ def im2col(x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, 
         x_pad = xp.full((N, C, Hp, Wp), pad_value, dtype=x.dtype)             # (N, C, Hp, Wp)
         x_pad[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W] = x
     # cols[c, i, j, n, y, x] = x_pad[n, c, y*sH + i*dH, x*sW + j*dW] is a view of x_pad: only
-    # the step sizes (in bytes) of its six axes differ. Nothing is copied until ascontiguousarray.
+    # the step sizes (in bytes) of its six axes differ. Nothing is copied before `cols[...] =`.
     sN, sC, sH, sW = x_pad.strides
     windows = xp.lib.stride_tricks.as_strided(
         x_pad, shape=(C, kh, kw, N) + tuple(out_size),
@@ -113,7 +113,7 @@ def col2im(cols: Array, x_shape: tuple, kernel: Pair, stride: Pair, padding: Pai
     """
     xp = get_array_module(cols)
     N, C, H, W = x_shape
-    C_, kh, kw, N_, oh, ow = cols.shape                                     # (C, kH, kW, N, oH, oW)
+    _, kh, kw, _, oh, ow = cols.shape                                       # (C, kH, kW, N, oH, oW)
     Hp, Wp = _padded_shape(x_shape, kernel, stride, padding, dilation, (oh, ow))
     dx_pad = xp.zeros((C, N, Hp, Wp), dtype=cols.dtype)                      # (C, N, Hp, Wp)
     for i in range(kh):

@@ -37,7 +37,7 @@ def inputs(cfg, seed, dtype=np.float64):
 
 
 def forward_backward(device, x, w, b, dout, keep_cols=False, **kwargs):
-    """conv2d and the gradients of <dout, out>: (out, dx, dw, db) as NumPy arrays."""
+    """conv2d and the gradients of <dout, out>: [out (a Tensor), dx, dw, db (arrays)]."""
     tensors = [on(device, a, requires_grad=True) for a in (x, w, b)]
     with save_cols(keep_cols):
         out = conv2d(*tensors, **kwargs)
@@ -137,6 +137,26 @@ def test_matches_pytorch_fixtures(xp, device, case, keep_cols):
         np.testing.assert_allclose(host(b.grad), arrays["grad_bias"], **tol)
 
 
+@pytest.mark.parametrize("x_shape, C_out, stride, groups", [
+    ((2, 4, 5, 6), 6, 1, 1),
+    ((2, 4, 5, 6), 6, 2, 2),            # ResNet's shortcut is 1x1 stride 2; odd sizes keep the last pixel
+    ((1, 6, 4, 7), 3, (1, 3), 3),
+    ((6, 3, 5), 4, (2, 1), 1),          # unbatched
+])
+def test_pointwise_path(xp, device, x_shape, C_out, stride, groups):
+    """A 1x1 kernel without padding skips im2col (one product per image, on x as it lies)."""
+    C_in = x_shape[-3]
+    x, w, b = normal_array(x_shape, 1), normal_array((C_out, C_in // groups, 1, 1), 2), normal_array((C_out,), 3)
+    args = [on(device, x, True), on(device, w, True), on(device, b, True)]
+    with save_cols(True):
+        out = conv2d(*args, stride=stride, groups=groups)
+    assert out._creator.pointwise and out._creator.cols_g is None      # nothing to keep
+    x4 = x if x.ndim == 4 else x[None]
+    want = reference.conv2d(x4, w, b, stride=stride, groups=groups)
+    np.testing.assert_allclose(host(out), want if x.ndim == 4 else want[0], rtol=1e-12, atol=1e-12)
+    gradcheck(lambda x, w, b: conv2d(x, w, b, stride=stride, groups=groups), *args)
+
+
 def test_unbatched_input_is_a_batch_of_one(xp, device):
     cfg_kwargs = dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
     x, w, b = normal_array((4, 7, 6), 1), normal_array((6, 2, 3, 2), 2), normal_array((6,), 3)
@@ -184,9 +204,12 @@ def test_save_cols_is_scoped_and_explicit():
         with save_cols(False):
             assert saves_cols() is False
         assert saves_cols() is True
-    with pytest.raises(ZeroDivisionError):
-        with save_cols(True):
-            1 / 0
+    with pytest.raises(RuntimeError), save_cols(True):
+        raise RuntimeError("an error inside the block")
+    assert saves_cols() is False
+    keep = save_cols(True)                                                # one instance, entered twice
+    with keep, save_cols(False), keep:
+        assert saves_cols() is True
     assert saves_cols() is False
     with pytest.raises(TypeError, match="True or False"):
         save_cols("keep")
