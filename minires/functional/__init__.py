@@ -4,7 +4,7 @@ The signatures are PyTorch's (``torch.nn.functional``), so code moves between th
 """
 from minires.functional.activation import relu
 from minires.functional.arithmetic import add, div, exp, log, mul, neg, pow, sqrt, sub, sum_to_shape
-from minires.functional.conv import conv2d
+from minires.functional.conv import conv2d, save_cols
 from minires.functional.linear import linear, matmul
 from minires.functional.loss import cross_entropy, log_softmax, nll_loss
 from minires.functional.normalization import batch_norm
@@ -17,6 +17,6 @@ __all__ = [
     "sum", "mean", "max",
     "reshape", "flatten", "transpose", "permute", "getitem", "to",
     "matmul", "linear", "relu",
-    "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+    "conv2d", "save_cols", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
     "batch_norm", "log_softmax", "cross_entropy", "nll_loss",
 ]
