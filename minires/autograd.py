@@ -87,13 +87,18 @@ class Function:
     ``forward(*arrays) -> array`` and ``backward(dout) -> tuple of gradients``. Attributes whose
     names start with an underscore are the graph's bookkeeping; every other attribute is what
     the forward saved for the backward, and it is released once the backward has run (unless
-    ``retain_graph=True``), together with the links to the input tensors, so a graph frees its
-    buffers and activations as the backward pass goes.
+    ``retain_graph=True``), so a graph frees its buffers as the backward pass goes.
+
+    The graph links a Function to where its input gradients go, not to its input tensors: an
+    intermediate result stays in memory only if some backward saved it, never just because it
+    was an input (a batch norm's input, say, which its backward does not read).
     """
 
-    # Bookkeeping, set by apply(): the input tensors (None for an absent optional input),
-    # which of them need a gradient, and whether the saved arrays were already released.
-    _inputs: tuple
+    # Bookkeeping, set by apply(). For each input: where its gradient goes (``_parents``: the
+    # Function that made it, the leaf Tensor itself, or None when it needs no gradient) and its
+    # shape; whether each input needs a gradient; whether the saved arrays were already released.
+    _parents: tuple
+    _input_shapes: tuple
     _needs_input_grad: tuple
     _released: bool = False
 
@@ -123,14 +128,16 @@ class Function:
         needs = tuple(t is not None and t.requires_grad for t in tensors)
         if not (is_grad_enabled() and any(needs)):
             return Tensor(out_data)
-        fn._inputs = tuple(tensors)
+        fn._parents = tuple(None if not need else (t if t._creator is None else t._creator)
+                            for t, need in zip(tensors, needs))
+        fn._input_shapes = tuple(None if t is None else t.shape for t in tensors)
         fn._needs_input_grad = needs
         return Tensor(out_data, requires_grad=True, _creator=fn)
 
     def _release(self) -> None:
         for name in [n for n in vars(self) if not n.startswith("_")]:
             delattr(self, name)
-        self._inputs = ()  # the input tensors too: a finished graph must not keep every activation alive
+        self._parents = ()             # and the links: a finished graph holds nothing
         self._released = True
 
 
@@ -162,9 +169,9 @@ def _topological_order(root: "Tensor") -> list:
             continue
         visited.add(id(fn))
         stack.append((fn, True))
-        for t in fn._inputs:
-            if t is not None and t._creator is not None and id(t._creator) not in visited:
-                stack.append((t._creator, False))
+        for parent in fn._parents:
+            if isinstance(parent, Function) and id(parent) not in visited:
+                stack.append((parent, False))
     return order
 
 
@@ -192,22 +199,22 @@ def run_backward(root: "Tensor", dout: Array, retain_graph: bool = False) -> Non
             dinputs = fn.backward(dout_fn)
         if not isinstance(dinputs, tuple):
             dinputs = (dinputs,)
-        if len(dinputs) != len(fn._inputs):
+        if len(dinputs) != len(fn._input_shapes):
             raise RuntimeError(
                 f"{type(fn).__name__}.backward returned {len(dinputs)} gradient(s) for "
-                f"{len(fn._inputs)} input(s)")
-        for t, dt, needed in zip(fn._inputs, dinputs, fn._needs_input_grad):
-            if not needed or dt is None:
+                f"{len(fn._input_shapes)} input(s)")
+        for parent, dt, shape in zip(fn._parents, dinputs, fn._input_shapes):
+            if parent is None or dt is None:
                 continue
-            if dt.shape != t.shape:
+            if tuple(dt.shape) != shape:
                 raise RuntimeError(
-                    f"{type(fn).__name__}.backward returned a gradient of shape {dt.shape} "
-                    f"for an input of shape {t.shape}")
-            if t._creator is None:
-                t._accumulate_grad(dt)
-            else:
-                key = id(t._creator)
+                    f"{type(fn).__name__}.backward returned a gradient of shape {tuple(dt.shape)} "
+                    f"for an input of shape {shape}")
+            if isinstance(parent, Function):
+                key = id(parent)
                 grads[key] = dt if key not in grads else grads[key] + dt
+            else:
+                parent._accumulate_grad(dt)                    # a leaf: into its .grad
         if not retain_graph:
             fn._release()
 

@@ -250,13 +250,26 @@ def test_backward_through_a_graph_deeper_than_the_recursion_limit(xp):
 def test_a_finished_graph_lets_its_activations_go(xp):
     x = leaf(xp, np.ones(1000))
     hidden = x * 2.0
-    alive = weakref.ref(hidden)
+    alive = weakref.ref(hidden.data)
     loss = (hidden * hidden).sum()
     del hidden
-    assert alive() is not None                                           # the graph needs it until backward
+    assert alive() is not None                                           # Mul's backward needs it ...
     loss.backward()
-    assert alive() is None                                               # ... and not after it
+    assert alive() is None                                               # ... and nothing after it
     np.testing.assert_array_equal(host(x.grad), np.full(1000, 8.0))
+
+
+def test_an_input_no_backward_reads_is_not_kept_by_the_graph(xp):
+    """The graph links a Function to its input's creator, not to the input: an intermediate result
+    that no backward saved (the input of an addition) is freed as soon as the user drops it."""
+    x = leaf(xp, np.ones(1000))
+    hidden = x * 2.0
+    alive_tensor, alive_data = weakref.ref(hidden), weakref.ref(hidden.data)
+    loss = (hidden + 1.0).sum()
+    del hidden
+    assert alive_tensor() is None and alive_data() is None               # freed before the backward
+    loss.backward()
+    np.testing.assert_array_equal(host(x.grad), np.full(1000, 2.0))
 
 
 # ------------------------------------------------------------------ clear errors
