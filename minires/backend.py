@@ -103,6 +103,23 @@ def device_context(array: Array):
     return _NullContext()
 
 
+#: On the CPU, work on about this many bytes at a time so a block stays in a core's L2 cache
+#: while several passes run over it (pooling's kH*kW offsets, batch norm's formula).
+CPU_CACHE_BLOCK_BYTES = 1 << 20
+
+
+def items_per_block(array: Array, item_bytes: int, count: int) -> int:
+    """How many items of ``item_bytes`` each to process at a time, out of ``count``.
+
+    On the CPU: as many as fit in ``CPU_CACHE_BLOCK_BYTES`` (at least one), because several
+    passes over a cache-sized block beat the same passes over main memory. On a GPU: all of
+    them in one block, since each extra block costs more kernel launches and buys nothing.
+    """
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        return max(1, count)
+    return max(1, CPU_CACHE_BLOCK_BYTES // max(1, item_bytes))
+
+
 def scatter_add(target: Array, index: Any, values: Array) -> None:
     """``target[index] += values`` where repeated indices accumulate (unbuffered)."""
     if cupy is not None and isinstance(target, cupy.ndarray):

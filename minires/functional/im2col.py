@@ -19,13 +19,14 @@ offset moves ``dilation`` pixels, stepping an output pixel moves ``stride`` pixe
 copy materialises it. ``col2im`` cannot use that view: windows overlap, and writing through
 overlapping memory would drop all but one contribution. It loops over the kH * kW kernel
 offsets (9 for a 3x3 kernel) and adds a whole (C, N, oH, oW) slab at each: the loop is short,
-the additions are long, and the same code runs on NumPy and CuPy.
+the additions are long, and the same code runs on NumPy and CuPy. ``window_slices`` names the
+slab of each offset; pooling loops over the same slabs (``pooling.py``).
 
 Derivation: docs/derivations/im2col.md.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Iterator, Tuple
 
 from minires.backend import Array, get_array_module
 
@@ -59,8 +60,8 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation
     return out
 
 
-def _padded_shape(x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair,
-                  out_size: Pair) -> Pair:
+def padded_shape(x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair,
+                 out_size: Pair) -> Pair:
     """Height and width of the padded input the windows need (ceil_mode may need a few extra
     rows or columns past the right padding, which are never real input)."""
     H, W = x_shape[2], x_shape[3]
@@ -69,12 +70,17 @@ def _padded_shape(x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair, dil
     return max(H + 2 * padding[0], need_h), max(W + 2 * padding[1], need_w)
 
 
-def _window(i: int, j: int, stride: Pair, dilation: Pair, out_size: Pair) -> tuple:
-    """The slices of the padded input that kernel offset (i, j) sees at every output pixel."""
-    r, c = i * dilation[0], j * dilation[1]
-    return (slice(None), slice(None),
-            slice(r, r + stride[0] * (out_size[0] - 1) + 1, stride[0]),
-            slice(c, c + stride[1] * (out_size[1] - 1) + 1, stride[1]))
+def window_slices(kernel: Pair, stride: Pair, dilation: Pair, out_size: Pair) -> Iterator[Tuple[int, int, tuple]]:
+    """``(i, j, window)`` for each kernel offset (i, j), in row-major order: ``x_pad[window]`` is what
+    offset (i, j) sees at every output pixel, ``x_pad[window][..., y, x] = x_pad[..., y*sH + i*dH,
+    x*sW + j*dW]``, a strided view of shape (..., oH, oW) for any leading axes. It is entry (i, j) of
+    every window at once: ``im2col`` copies exactly these slabs into ``cols[:, i, j]``."""
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            r, c = i * dilation[0], j * dilation[1]
+            yield i, j, (Ellipsis,
+                         slice(r, r + stride[0] * (out_size[0] - 1) + 1, stride[0]),
+                         slice(c, c + stride[1] * (out_size[1] - 1) + 1, stride[1]))
 
 
 def im2col(x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_size: Pair,
@@ -86,7 +92,7 @@ def im2col(x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, 
     xp = get_array_module(x)
     N, C, H, W = x.shape
     kh, kw = kernel
-    Hp, Wp = _padded_shape(x.shape, kernel, stride, padding, dilation, out_size)
+    Hp, Wp = padded_shape(x.shape, kernel, stride, padding, dilation, out_size)
     if (Hp, Wp) == (H, W):
         x_pad = x
     else:
@@ -113,11 +119,10 @@ def col2im(cols: Array, x_shape: tuple, kernel: Pair, stride: Pair, padding: Pai
     """
     xp = get_array_module(cols)
     N, C, H, W = x_shape
-    _, kh, kw, _, oh, ow = cols.shape                                       # (C, kH, kW, N, oH, oW)
-    Hp, Wp = _padded_shape(x_shape, kernel, stride, padding, dilation, (oh, ow))
+    oh, ow = cols.shape[-2:]                                                # cols: (C, kH, kW, N, oH, oW)
+    Hp, Wp = padded_shape(x_shape, kernel, stride, padding, dilation, (oh, ow))
     dx_pad = xp.zeros((C, N, Hp, Wp), dtype=cols.dtype)                      # (C, N, Hp, Wp)
-    for i in range(kh):
-        for j in range(kw):
-            dx_pad[_window(i, j, stride, dilation, (oh, ow))] += cols[:, i, j]  # (C, N, oH, oW)
+    for i, j, window in window_slices(kernel, stride, dilation, (oh, ow)):
+        dx_pad[window] += cols[:, i, j]                                       # (C, N, oH, oW)
     dx = dx_pad[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W]     # (C, N, H, W)
     return xp.ascontiguousarray(dx.transpose(1, 0, 2, 3))                       # (N, C, H, W)

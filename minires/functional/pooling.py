@@ -1,32 +1,37 @@
 """Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d.
 
 Max and average pooling slide a (kH, kW) window over each channel, as a convolution does, but
-reduce each window on its own instead of multiplying it by a weight. Both reuse ``im2col``:
-it lays every window out along two axes, (C, kH, kW, N, oH, oW), so that
+reduce each window on its own instead of multiplying it by a weight. Entry (i, j) of every window,
+over the whole output grid, is one strided slab of the padded input (``window_slices``: the slabs
+that ``im2col`` copies into its columns), so both loop over the kH * kW kernel offsets, one whole
+slab at a time, and never build the kH*kW-times larger column buffer:
 
-    max pooling     = the max of each window,   backward: ``dout`` to the window's first maximum;
-    average pooling = the sum of each window / its divisor,   backward: ``dout / divisor`` to all of it;
+    max pooling      out = the running maximum of the slabs, remembering which offset won;
+                     backward: ``dout`` goes back through the slab of the offset that won;
+    average pooling  out = (the sum of the slabs) / divisor;
+                     backward: ``dout / divisor`` goes back through every slab;
 
-and both backward passes hand their per-window gradients to ``col2im``, which adds them back where
-windows overlap. Adaptive average pooling is different: its bins follow from the input and the
-output size, and it is two small matrix products, ``out = A_h @ x @ A_w^T``.
+each backward ADDS into the padded input gradient, so overlapping windows add up. Channels never
+mix: the (N*C) planes are pooled a block at a time (``_plane_blocks``), small enough on the CPU to
+stay in cache while all kH*kW offsets pass over them. Adaptive average pooling is different: its
+bins follow from the input and the output size, and it is two small matrix products,
+``out = A_h @ x @ A_w^T``.
 
 Every operation takes (N, C, H, W) or, as in PyTorch, a single (C, H, W) image.
 Derivations: docs/derivations/pooling.md.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from minires.autograd import Function
-from minires.backend import Array, get_array_module
-from minires.functional.im2col import Pair, col2im, im2col, pair, pool_output_size
+from minires.backend import Array, get_array_module, items_per_block
+from minires.functional.im2col import Pair, padded_shape, pair, pool_output_size, window_slices
 
 if TYPE_CHECKING:
     from minires.tensor import Tensor
 
 IntOrPair = Union[int, Tuple[int, int]]
-
 
 # ------------------------------------------------------------------------------- shared checks
 
@@ -68,7 +73,58 @@ def _output_size(name: str, x_shape: tuple, k: Pair, s: Pair, p: Pair, d: Pair, 
     return out
 
 
+def _plane_blocks(x: Array, planes: int, padded_plane_bytes: int) -> List[slice]:
+    """Split ``planes`` independent (H, W) planes into consecutive blocks: on the CPU, blocks of
+    about 1 MB of padded input, which stay in cache while all kH*kW offsets pass over them (2-3x
+    faster than passing whole-batch slabs through main memory 9 times); on a GPU, one block."""
+    per_block = items_per_block(x, padded_plane_bytes, planes)
+    return [slice(start, min(start + per_block, planes))
+            for start in range(0, max(1, planes), per_block)]               # an empty batch: one empty block
+
+
+def _padded_blocks(planes: Array, padded_size: Pair, padding: Pair, fill: float) -> Iterator[Tuple[slice, Array]]:
+    """(block, x_pad) for consecutive blocks of the (P, H, W) planes: x_pad (b, Hp, Wp) holds
+    ``planes[block]`` inside a border of ``fill`` (the padding, and any rows or columns a ceil_mode
+    window needs past it). One buffer serves every block: only its inside is rewritten."""
+    xp = get_array_module(planes)
+    P, H, W = planes.shape
+    blocks = _plane_blocks(planes, P, padded_size[0] * padded_size[1] * planes.itemsize)
+    buffer = xp.full((blocks[0].stop - blocks[0].start,) + tuple(padded_size), fill, dtype=planes.dtype)
+    for block in blocks:
+        x_pad = buffer[:block.stop - block.start]                            # (b, Hp, Wp)
+        x_pad[:, padding[0]:padding[0] + H, padding[1]:padding[1] + W] = planes[block]
+        yield block, x_pad
+
+
+def _add_back_through_windows(slab_grad: Callable[[slice, int], Array], x_shape: tuple, geometry: tuple,
+                              out_size: Pair, like: Array) -> Array:
+    """dx (N, C, H, W) of a pooling: for each block of planes, ``slab_grad(block, k)`` (b, oH, oW), the
+    gradient that kernel offset k sends back, is ADDED onto that offset's slab of a zero-padded gradient
+    (windows overlap when stride < kernel: their shares pile up); then the padding is cropped away."""
+    xp = get_array_module(like)
+    N, C, H, W = x_shape
+    kernel, stride, (ph, pw), dilation = geometry
+    Hp, Wp = padded_shape(x_shape, *geometry, out_size)
+    dx = xp.empty((N * C, H, W), dtype=like.dtype)                          # (N*C, H, W)
+    blocks = _plane_blocks(like, N * C, Hp * Wp * like.itemsize)
+    buffer = xp.empty((blocks[0].stop - blocks[0].start, Hp, Wp), dtype=like.dtype)  # one for every block
+    for block in blocks:
+        grad = buffer[:block.stop - block.start]                             # (b, Hp, Wp)
+        grad.fill(0)
+        for i, j, window in window_slices(kernel, stride, dilation, out_size):
+            grad[window] += slab_grad(block, i * kernel[1] + j)              # (b, oH, oW) onto a strided view
+        dx[block] = grad[:, ph:ph + H, pw:pw + W]
+    return dx.reshape(x_shape)
+
+
 # ------------------------------------------------------------------------------- max pooling
+
+def _first_real_offset(xp: Any, size: int, k: int, s: int, p: int, d: int, out: int) -> Array:
+    """Along one axis, the first kernel offset u of each window i that falls inside the input
+    (position i*s - p + u*d in [0, size)); 0 for a window that lies wholly in the padding."""
+    position = xp.arange(out)[:, None] * s - p + xp.arange(k)[None, :] * d  # (out, k)
+    return ((position >= 0) & (position < size)).argmax(axis=1)            # (out,): argmax = first True
+
 
 class MaxPool2d(Function):
     """out[n, c, i, j] = max_{u, v} x_pad[n, c, i*sH + u*dH, j*sW + v*dW]   (x padded with -inf);
@@ -87,39 +143,46 @@ class MaxPool2d(Function):
         xp = get_array_module(x)
         x4 = _as_batch("max_pool2d", x)
         N, C, H, W = x4.shape
-        (kh, kw), geometry = self.kernel, (self.kernel, self.stride, self.padding, self.dilation)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel, self.stride, self.padding, self.dilation
+        geometry = (self.kernel, self.stride, self.padding, self.dilation)
         oh, ow = _output_size("max_pool2d", x4.shape, *geometry, self.ceil_mode)
-        cols = im2col(x4, *geometry, (oh, ow), pad_value=-float("inf"))     # (C, kH, kW, N, oH, oW)
-        cols = cols.reshape(C, kh * kw, N, oh, ow)                         # (C, kH*kW, N, oH, oW)
-        out = cols.max(axis=1)                                             # (C, N, oH, oW)
-        # The winner is the FIRST offset k (row-major in the window) where the window holds its
-        # maximum: scan k from last to first, so the earliest match is written last. That is
-        # cols.argmax(axis=1), but twice as fast: NumPy's argmax is slow over a short axis.
+        # PyTorch's rule for a window whose real elements are all -inf: its gradient goes to its first
+        # REAL element, never to the padding. So each window starts with that offset as its winner.
+        first_real = (_first_real_offset(xp, H, kh, sh, ph, dh, oh)[:, None] * kw
+                      + _first_real_offset(xp, W, kw, sw, pw, dw, ow)[None, :])   # (oH, oW)
+        planes = xp.reshape(x4, (N * C, H, W))                             # (N*C, H, W): channels never mix
+        out = xp.empty((N * C, oh, ow), dtype=x.dtype)                     # (N*C, oH, oW)
         # Backward needs only the winning offset: one byte per output for kernels up to 16x16.
-        winner = xp.zeros(out.shape, dtype=xp.uint8 if kh * kw <= 256 else xp.int32)  # (C, N, oH, oW)
-        for k in reversed(range(kh * kw)):
-            xp.copyto(winner, k, where=cols[:, k] == out)
-        # Padding is -inf, so it ties with the maximum only in a window whose real elements are
-        # all -inf; the scan may then pick a padding position, but PyTorch picks the window's
-        # first REAL element. ``first_real`` is that offset, found from a mask of real pixels.
-        # (A window with no real element at all keeps its padding winner: col2im drops it.)
-        real = im2col(xp.ones((1, 1, H, W), dtype=x.dtype), *geometry, (oh, ow))   # (1, kH, kW, 1, oH, oW)
-        first_real = real.reshape(kh * kw, oh, ow).argmax(axis=0)                # (oH, oW)
-        self.winner = xp.where(out == -xp.inf, first_real, winner).astype(winner.dtype)  # (C, N, oH, oW)
-        self.x_shape, self.unbatched = x4.shape, x.ndim == 3
-        out = xp.ascontiguousarray(out.transpose(1, 0, 2, 3))              # (N, C, oH, oW)
+        winner = xp.empty((N * C, oh, ow), dtype=xp.uint8 if kh * kw <= 256 else xp.int32)
+        Hp, Wp = padded_shape(x4.shape, *geometry, (oh, ow))
+        for block, x_pad in _padded_blocks(planes, (Hp, Wp), self.padding, -float("inf")):  # x_pad (b, Hp, Wp)
+            best, won = out[block], winner[block]                          # (b, oH, oW) each, filled in place
+            best.fill(-float("inf"))
+            won[...] = first_real
+            for i, j, window in window_slices(self.kernel, self.stride, self.dilation, (oh, ow)):
+                k = i * kw + j                                             # the offset's number, row-major
+                candidate = xp.ascontiguousarray(x_pad[window])            # (b, oH, oW): entry k of every window
+                hit = candidate > best                                     # strict: a tie keeps the earlier offset
+                xp.maximum(best, candidate, out=best)
+                xp.maximum(won, hit * won.dtype.type(k), out=won)          # k where hit: it beats every earlier k
+        # The padding is -inf and the test strict, so the padding never wins, and neither does a real
+        # -inf: a window of -inf keeps its first real offset. A window lying wholly in the padding
+        # (possible with dilation) keeps offset 0, in the padding too: backward crops its gradient away.
+        self.winner, self.x_shape, self.unbatched = winner, x4.shape, x.ndim == 3
+        out = out.reshape(N, C, oh, ow)                                    # (N, C, oH, oW)
         return out[0] if self.unbatched else out
 
     def backward(self, dout: Array) -> tuple:
         xp = get_array_module(dout)
         dout4 = dout[None] if self.unbatched else dout                     # (N, C, oH, oW)
         N, C, oh, ow = dout4.shape
-        kh, kw = self.kernel
-        offsets = xp.arange(kh * kw).reshape(1, kh * kw, 1, 1, 1)
-        hit = offsets == self.winner[:, None]                              # (C, kH*kW, N, oH, oW): one True per window
-        dcols = hit * dout4.transpose(1, 0, 2, 3)[:, None]                 # (C, kH*kW, N, oH, oW)
-        dcols = dcols.reshape(C, kh, kw, N, oh, ow)                        # (C, kH, kW, N, oH, oW)
-        dx = col2im(dcols, self.x_shape, self.kernel, self.stride, self.padding, self.dilation)  # (N, C, H, W)
+        douts = xp.reshape(dout4, (N * C, oh, ow))                         # (N*C, oH, oW)
+
+        def slab_grad(block: slice, k: int) -> Array:                      # (b, oH, oW): dout where k won, else 0
+            return douts[block] * (self.winner[block] == k)
+
+        geometry = (self.kernel, self.stride, self.padding, self.dilation)
+        dx = _add_back_through_windows(slab_grad, self.x_shape, geometry, (oh, ow), dout)  # (N, C, H, W)
         return (dx[0] if self.unbatched else dx,)
 
 
@@ -142,7 +205,7 @@ def _window_counts(xp: Any, size: int, k: int, s: int, p: int, out: int, count_i
 class AvgPool2d(Function):
     """out[n, c, i, j] = (sum of x_pad[n, c] over window (i, j)) / divisor[i, j]   (x padded with 0);
 
-    linear, so dx = col2im(dout / divisor copied to every position of its window).
+    linear, so dx = the transpose: dout / divisor added back onto every position of its window.
     """
 
     def __init__(self, kernel_size: IntOrPair, stride: Optional[IntOrPair] = None, padding: IntOrPair = 0,
@@ -156,29 +219,40 @@ class AvgPool2d(Function):
     def forward(self, x: Array) -> Array:
         xp = get_array_module(x)
         x4 = _as_batch("avg_pool2d", x)
+        N, C, H, W = x4.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
         geometry = (self.kernel, self.stride, self.padding, (1, 1))
         oh, ow = _output_size("avg_pool2d", x4.shape, *geometry, self.ceil_mode)
         if self.divisor_override is not None:
             divisor = xp.full((oh, ow), self.divisor_override, dtype=x.dtype)
         else:
-            count_h = _window_counts(xp, x4.shape[2], kh, sh, ph, oh, self.count_include_pad)  # (oH,)
-            count_w = _window_counts(xp, x4.shape[3], kw, sw, pw, ow, self.count_include_pad)  # (oW,)
-            divisor = (count_h[:, None] * count_w[None, :]).astype(x.dtype)                    # (oH, oW)
-        cols = im2col(x4, *geometry, (oh, ow))                             # (C, kH, kW, N, oH, oW)
-        out = cols.sum(axis=(1, 2)) / divisor                              # (C, N, oH, oW)
+            count_h = _window_counts(xp, H, kh, sh, ph, oh, self.count_include_pad)   # (oH,)
+            count_w = _window_counts(xp, W, kw, sw, pw, ow, self.count_include_pad)   # (oW,)
+            divisor = (count_h[:, None] * count_w[None, :]).astype(x.dtype)           # (oH, oW)
+        planes = xp.reshape(x4, (N * C, H, W))                             # (N*C, H, W): channels never mix
+        out = xp.empty((N * C, oh, ow), dtype=x.dtype)                     # (N*C, oH, oW)
+        Hp, Wp = padded_shape(x4.shape, *geometry, (oh, ow))
+        for block, x_pad in _padded_blocks(planes, (Hp, Wp), self.padding, 0.0):   # x_pad (b, Hp, Wp)
+            total = out[block]                                             # (b, oH, oW), filled in place
+            total.fill(0)
+            for _, _, window in window_slices(self.kernel, self.stride, (1, 1), (oh, ow)):
+                total += x_pad[window]                                     # entry (i, j) of every window
+            total /= divisor
         self.divisor, self.x_shape, self.unbatched = divisor, x4.shape, x.ndim == 3
-        out = xp.ascontiguousarray(out.transpose(1, 0, 2, 3))              # (N, C, oH, oW)
+        out = out.reshape(N, C, oh, ow)                                    # (N, C, oH, oW)
         return out[0] if self.unbatched else out
 
     def backward(self, dout: Array) -> tuple:
         xp = get_array_module(dout)
         dout4 = dout[None] if self.unbatched else dout                     # (N, C, oH, oW)
         N, C, oh, ow = dout4.shape
-        kh, kw = self.kernel
-        share = dout4.transpose(1, 0, 2, 3) / self.divisor                 # (C, N, oH, oW)
-        dcols = xp.broadcast_to(share[:, None, None], (C, kh, kw, N, oh, ow))  # (C, kH, kW, N, oH, oW), no copy
-        dx = col2im(dcols, self.x_shape, self.kernel, self.stride, self.padding, (1, 1))  # (N, C, H, W)
+        share = xp.reshape(dout4 / self.divisor, (N * C, oh, ow))          # (N*C, oH, oW): each position's share
+
+        def slab_grad(block: slice, k: int) -> Array:                      # (b, oH, oW): the same for every k
+            return share[block]
+
+        geometry = (self.kernel, self.stride, self.padding, (1, 1))
+        dx = _add_back_through_windows(slab_grad, self.x_shape, geometry, (oh, ow), dout)  # (N, C, H, W)
         return (dx[0] if self.unbatched else dx,)
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import minires
 from minires import backend, reference
+from minires.functional import normalization
 from minires.functional.normalization import batch_norm
 from minires.testing import adjoint_check, gradcheck
 from minires.testing.strategies import distinct_values, seeds
@@ -252,6 +253,58 @@ def test_errors_say_what_was_expected(xp, device):
         batch_norm(x, None, None, training=False)
     with pytest.raises(TypeError, match="floating-point"):
         batch_norm(on(device, np.ones((4, 3), dtype=np.int64)), None, None, training=True)
+
+
+# ------------------------------------------------------------------ blocks of channels, saved memory
+
+@with_fixtures
+@given(n=st.integers(2, 3), channels=st.integers(2, 5), spatial=st.sampled_from([(), (2, 3)]),
+       channels_per_block=st.integers(1, 3), training=st.booleans(), seed=seeds())
+def test_blocks_of_channels_change_nothing(xp, device, monkeypatch, n, channels, spatial, channels_per_block,
+                                           training, seed):
+    """On the CPU the channels are normalised a block at a time; wherever the blocks end (here after
+    1 to 3 channels, the last block shorter), outputs, gradients and running statistics agree with
+    one block of all channels, and with the oracle."""
+    shape = (n, channels) + spatial
+    p = channel_params(channels, seed + 1)
+    x = np.random.default_rng(seed).standard_normal(shape) * 2 + 1
+    dout = np.random.default_rng(seed + 2).standard_normal(shape)
+    results = []
+    for block_bytes in (channels_per_block * x.nbytes // channels, 1 << 40):     # blocks, then one block
+        monkeypatch.setattr(backend, "CPU_CACHE_BLOCK_BYTES", block_bytes)
+        rm, rv = on(device, p["running_mean"]), on(device, p["running_var"])
+        x_t = on(device, x, requires_grad=True)
+        w, b = on(device, p["weight"], True), on(device, p["bias"], True)
+        out = batch_norm(x_t, rm, rv, w, b, training=training)
+        out.backward(on(device, dout))
+        results.append([out.numpy(), x_t.grad, w.grad, b.grad, rm.numpy(), rv.numpy()])
+    for blocked, whole in zip(*results):
+        np.testing.assert_allclose(backend.to_numpy(blocked), backend.to_numpy(whole), rtol=1e-13, atol=1e-13)
+    want = reference.batch_norm(x, p["running_mean"], p["running_var"], p["weight"], p["bias"], training, 0.1, 1e-5)
+    for got, expected in zip([results[0][i] for i in (0, 4, 5)], want):    # out, running_mean, running_var
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_keeps_no_array_of_x_size_but_x_itself(xp, device, training):
+    """The backward recomputes xhat from x, which the graph holds anyway: the Function keeps x and
+    per-channel vectors only. And its output is its own array: editing it changes no gradient."""
+    rng = np.random.default_rng(9)
+    x, dout = rng.standard_normal((4, 3, 2, 5)), rng.standard_normal((4, 3, 2, 5))
+    p = {k: on(device, v) for k, v in channel_params(3, 10).items()}
+    grads = []
+    for edit_output in (False, True):
+        x_t = on(device, x, requires_grad=True)
+        out = batch_norm(x_t, training=training, **p)
+        saved = [a for a in vars(out._creator).values() if backend.is_array(a)]
+        large = [a for a in saved if a.size == x.size]
+        assert len(large) == 1 and large[0] is x_t.data
+        assert all(a.shape == (3,) for a in saved if a is not x_t.data)
+        if edit_output:
+            out.data[...] = 0
+        out.backward(on(device, dout))
+        grads.append(backend.to_numpy(x_t.grad))
+    np.testing.assert_array_equal(grads[1], grads[0])
 
 
 # ------------------------------------------------------------------ agreement: oracle, PyTorch, float32

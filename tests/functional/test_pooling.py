@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 import minires
 from minires import backend, reference
+from minires.functional import pooling
+from minires.functional.im2col import im2col, padded_shape, window_slices
 from minires.functional.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from minires.testing import adjoint_check, gradcheck
 from minires.testing.strategies import distinct_values, normal_array, pool2d_configs, seeds
@@ -239,6 +241,71 @@ def test_global_average_pooling_is_the_mean(xp, device):
         np.testing.assert_allclose(dx, np.broadcast_to(dout / 20, x.shape), rtol=1e-14)
 
 
+# ------------------------------------------------------------------------------- slabs, blocks, memory
+
+@fixtures_ok
+@given(cfg=pool2d_configs(), seed=seeds())
+def test_window_slices_are_the_slabs_that_im2col_copies(xp, cfg, seed):
+    """Offset (i, j) sees x_pad[window]: entry (i, j) of every window, which is cols[:, i, j]."""
+    x = normal_array(cfg.x_shape, seed)
+    geometry = (cfg.kernel_size, cfg.stride, cfg.padding, cfg.dilation)
+    (ph, pw), (H, W) = cfg.padding, cfg.in_size
+    x_pad = np.full(cfg.x_shape[:2] + padded_shape(cfg.x_shape, *geometry, cfg.out_size), -np.inf)
+    x_pad[:, :, ph:ph + H, pw:pw + W] = x                                          # (N, C, Hp, Wp)
+    cols = host(im2col(xp.asarray(x), *geometry, cfg.out_size, pad_value=-np.inf))  # (C, kH, kW, N, oH, oW)
+    offsets = list(window_slices(cfg.kernel_size, cfg.stride, cfg.dilation, cfg.out_size))
+    kh, kw = cfg.kernel_size
+    assert [(i, j) for i, j, _ in offsets] == [(i, j) for i in range(kh) for j in range(kw)]   # row-major
+    for i, j, window in offsets:
+        np.testing.assert_array_equal(x_pad[window], cols[:, i, j].transpose(1, 0, 2, 3))
+
+
+@fixtures_ok
+@given(cfg=pool2d_configs(max_batch=3), planes_per_block=st.integers(1, 4), seed=seeds())
+def test_blocks_of_planes_change_nothing(xp, device, monkeypatch, cfg, planes_per_block, seed):
+    """On the CPU the (N*C) planes are pooled a block at a time; wherever the blocks end (here after
+    1 to 4 planes, the last block shorter), every bit of the outputs and gradients stays the same."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 2, size=cfg.x_shape).astype(np.float64)                  # ties, and -inf windows
+    x[rng.random(cfg.x_shape) < 0.2] = -np.inf
+    dout = rng.integers(-4, 5, size=cfg.x_shape[:2] + cfg.out_size).astype(np.float64)
+    Hp, Wp = padded_shape(cfg.x_shape, cfg.kernel_size, cfg.stride, cfg.padding, cfg.dilation, cfg.out_size)
+    monkeypatch.setattr(backend, "CPU_CACHE_BLOCK_BYTES", planes_per_block * Hp * Wp * x.itemsize)
+    out, dx = backward(max_pool2d, x, device, dout, **max_args(cfg))
+    np.testing.assert_array_equal(out, reference.max_pool2d(x, **max_args(cfg)))
+    np.testing.assert_array_equal(dx, reference.max_pool2d_backward(x, dout, **max_args(cfg)))
+    if cfg.dilation == (1, 1):                                                      # avg_pool2d has no dilation
+        x = normal_array(cfg.x_shape, seed)
+        blocked = backward(avg_pool2d, x, device, dout, **avg_args(cfg, True))
+        monkeypatch.setattr(backend, "CPU_CACHE_BLOCK_BYTES", 1 << 40)                   # one block
+        whole = backward(avg_pool2d, x, device, dout, **avg_args(cfg, True))
+        for a, b in zip(blocked, whole):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kernel, bytes_per_output", [(3, 1), (16, 1), ((17, 16), 4)])
+def test_max_pool_keeps_only_the_winning_offset(xp, device, kernel, bytes_per_output):
+    """Backward needs the offset of each window's winner: one byte per output up to 16x16 kernels
+    (an int32 beyond), never the kH*kW-times larger columns."""
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = distinct_values((2, 3, kh + 2, kw + 1), 0)
+    x_t = tensor(x, device, requires_grad=True)
+    out = max_pool2d(x_t, kernel, stride=1)
+    saved = [v for v in vars(out._creator).values() if backend.is_array(v)]
+    assert sum(a.nbytes for a in saved) == out.data.size * bytes_per_output
+    dout = np.random.default_rng(1).integers(-4, 5, size=out.shape).astype(np.float64)   # exact sums
+    out.backward(backend.to_device(dout, device))
+    np.testing.assert_array_equal(host(x_t.grad), reference.max_pool2d_backward(x, dout, kernel, stride=1))
+
+
+def test_max_pool_propagates_nan(xp, device):
+    """A NaN anywhere in a window makes that window's maximum NaN (as in PyTorch), wherever it sits."""
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 0], x[0, 0, 1, 3] = np.nan, np.nan           # first in one window, last in another
+    out = host(max_pool2d(tensor(x, device), 2))
+    np.testing.assert_array_equal(out[0, 0], [[np.nan, np.nan], [13, 15]])
+
+
 # ------------------------------------------------------------------------------- dtypes, ranks, errors
 
 @pytest.mark.parametrize("fn, kwargs", [(max_pool2d, dict(kernel_size=3, stride=2, padding=1)),
@@ -265,6 +332,12 @@ def test_unbatched_input_is_one_image(xp, device, fn, kwargs):
     assert out3.shape == out4.shape[1:] and dx3.shape == x.shape
     np.testing.assert_array_equal(out3, out4[0])
     np.testing.assert_array_equal(dx3, dx4[0])
+
+
+@pytest.mark.parametrize("fn", [max_pool2d, avg_pool2d])
+def test_an_empty_batch_pools_to_an_empty_batch(xp, device, fn):
+    out, dx = backward(fn, np.zeros((0, 3, 5, 5)), device, np.zeros((0, 3, 3, 3)), kernel_size=3, stride=2, padding=1)
+    assert out.shape == (0, 3, 3, 3) and dx.shape == (0, 3, 5, 5)
 
 
 @pytest.mark.parametrize("fn, kwargs", [(max_pool2d, dict(kernel_size=2)), (avg_pool2d, dict(kernel_size=2)),
