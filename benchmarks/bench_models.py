@@ -168,15 +168,14 @@ class MiniresSide(Side):
     def to_numpy(t: Any) -> numpy.ndarray:
         return backend.to_numpy(t.data if isinstance(t, minires.Tensor) else t)
 
-    def graph_bytes(self) -> Tuple[int, int]:
+    def graph_bytes(self) -> int:
         """Distinct memory that one training forward's graph keeps until backward, parameters and buffers
-        excluded: (all of it, what the Functions saved). The rest is input tensors that a Function links
-        to (``_inputs``) but whose data no backward reads: a backward sees only ``dout`` and what was saved."""
+        excluded: what its Functions saved (the graph links a Function to its inputs' creators, not to the
+        input tensors, so nothing else is held)."""
         self.model.train()
         loss = F.cross_entropy(self.model(self.x), self.y)
         state = {id(root(t.data)) for t in chain(self.model.parameters(), self.model.buffers())}
         saved: Dict[int, Any] = {}
-        linked: Dict[int, Any] = {}
         stack, visited = [loss._creator], set()
         while stack:
             fn = stack.pop()
@@ -184,11 +183,8 @@ class MiniresSide(Side):
                 visited.add(id(fn))
                 for a in (v for k, v in vars(fn).items() if not k.startswith("_") and backend.is_array(v)):
                     saved.setdefault(id(root(a)), root(a))
-                for t in (t for t in fn._inputs if t is not None):
-                    linked.setdefault(id(root(t.data)), root(t.data))
-                    stack += [t._creator] if t._creator is not None else []
-        size = lambda held: sum(getattr(a, "nbytes", 0) for k, a in held.items() if k not in state)  # noqa: E731
-        return size({**linked, **saved}), size(saved)
+                stack += [p for p in fn._parents if isinstance(p, minires.Function)]
+        return sum(getattr(a, "nbytes", 0) for k, a in saved.items() if k not in state)
 
 
 def root(array: Any) -> Any:
@@ -207,9 +203,8 @@ class TorchSide(Side):
     def to_numpy(t: Any) -> numpy.ndarray:
         return t.detach().cpu().numpy()
 
-    def graph_bytes(self) -> Tuple[int, int]:
-        """Distinct storage that autograd saves for backward, less the parameters and buffers (twice:
-        torch keeps only what its backward reads)."""
+    def graph_bytes(self) -> int:
+        """Distinct storage that autograd saves for backward, less the parameters and buffers."""
         self.model.train()
         state = {t.untyped_storage().data_ptr() for t in chain(self.model.parameters(), self.model.buffers())}
         held: Dict[int, int] = {}
@@ -220,7 +215,7 @@ class TorchSide(Side):
             return t
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             TF.cross_entropy(self.model(self.x), self.y)
-        return sum(held.values()), sum(held.values())
+        return sum(held.values())
 
 
 def relative(a: numpy.ndarray, b: numpy.ndarray) -> float:                 # max |a - b| / max |b|
@@ -290,9 +285,7 @@ def report(args: argparse.Namespace, header: List[str], rows: list, checks: list
         "cross-entropy + backward, gradients set to None after it (no optimiser)",
         "- peak MB: the most memory one pass held above what it started with ("
         + ("resident set size" if args.device == "cpu" else "each library's GPU allocator") + "); graph MB: "
-        "what one training forward keeps for the backward (distinct buffers, parameters and buffers excluded); "
-        "in brackets the part minires's Functions saved, the rest being input tensors that a Function links "
-        "to but whose data no backward reads",
+        "what one training forward keeps for the backward (distinct buffers, parameters and buffers excluded)",
         "- torch runs torchvision's layout (ReLU and residual add in place) with minires's weights",
         "- others' CPU: the share of the machine's CPU time that other processes took while the row was timed "
         f"(the machine is shared; a row is timed again, twice at most, above {args.max_others:.0f} %)", "",
@@ -301,8 +294,8 @@ def report(args: argparse.Namespace, header: List[str], rows: list, checks: list
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for case, mode, ms, peaks, graph, others in rows:
         theirs = ms[1] if len(ms) > 1 else None
-        graphs = ([f"{graph[0][0] / 1e6:.0f} ({graph[0][1] / 1e6:.0f})",
-                   f"{graph[1][0] / 1e6:.0f}" if len(graph) > 1 else "-"] if graph else ["", ""])
+        graphs = ([f"{graph[0] / 1e6:.0f}", f"{graph[1] / 1e6:.0f}" if len(graph) > 1 else "-"]
+                  if graph else ["", ""])
         lines.append(f"| {case.model} | {case.shape()} | {mode} | {ms[0]:.0f} | {num(theirs, 0)} | "
                      f"{num(ms[0] / theirs if theirs else None, 2)} | {num(peaks[0], 0)} | "
                      f"{num(peaks[1] if len(peaks) > 1 else None, 0)} | {graphs[0]} | {graphs[1]} | "
