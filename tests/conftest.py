@@ -2,7 +2,8 @@
 
 Profiles: on CI (``CI`` set) Hypothesis loads its built-in ``ci`` profile (derandomized, no
 deadline); ours builds on it and only sets the number of examples. ``thorough`` runs many more:
-``pytest -m "thorough or not thorough" --hypothesis-profile=thorough``.
+``pytest --hypothesis-profile=thorough``; checks too long for every run carry the ``thorough``
+marker and join with ``-m "thorough or not thorough"``.
 """
 import os
 
