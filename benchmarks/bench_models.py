@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))                                     # run from a c
 import minires                                                    # noqa: E402
 from minires import backend                                       # noqa: E402
 from minires import functional as F                               # noqa: E402
-from bench_ops import (RESULTS, blas_info, enable_peak_memory, machine, median_ms,  # noqa: E402
-                       num, peak_mb)
+from bench_ops import (blas_info, enable_peak_memory, machine, median_ms, num,  # noqa: E402
+                       peak_mb, publish)
 
 try:
     import torch
@@ -357,12 +357,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         row[4] = [side.graph_bytes() for side in row[3]] if row[1] == "training step" else []
         row[3] = [peak_mb(side.steps[row[1]], args.device) if measured else None for side in row[3]]
 
-    lines = report(args, header, rows, checks)
-    print("\n" + "\n".join(lines))
-    if args.out:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
-        print(f"\nwritten to benchmarks/results/{args.out}.md")
+    publish(report(args, header, rows, checks), args.out)
 
 
 if __name__ == "__main__":

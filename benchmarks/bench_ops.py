@@ -390,12 +390,16 @@ def main(argv: Optional[List[str]] = None) -> None:
         row.append(peak_mb(network_pass(row[1], args.device, args.batch_imagenet, row[2]), args.device)
                    if measured else None)
 
-    lines = report(args, header, rows, network, notes)
+    publish(report(args, header, rows, network, notes), args.out)
+
+
+def publish(lines: list, out: str) -> None:
+    """Print the report, and with ``--out NAME`` also write it to benchmarks/results/NAME.md."""
     print("\n" + "\n".join(lines))
-    if args.out:
+    if out:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
-        print(f"\nwritten to benchmarks/results/{args.out}.md")
+        (RESULTS / f"{out}.md").write_text("\n".join(lines) + "\n")
+        print(f"\nwritten to benchmarks/results/{out}.md")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import time
 from collections import defaultdict
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from bench_models import RESULTS, Case, Step, blas_info, build_sides, machine, num, revision, torch
-from bench_ops import synchronize
+from bench_models import Case, Step, blas_info, build_sides, machine, num, revision, torch
+from bench_ops import publish, synchronize
 
 import minires                           # found through the checkout that bench_models put on sys.path
 from minires.autograd import Function
@@ -141,10 +141,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         parser.error(str(error))
     lines = [f"# Where a training step's time goes, {args.device}", ""] + header + [""] + profile(
         case, args.device, args.repeats, torch is not None)
-    print("\n".join(lines))
-    if args.out:
-        (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
-        print(f"\nwritten to benchmarks/results/{args.out}.md")
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

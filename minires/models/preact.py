@@ -25,7 +25,7 @@ from typing import List, Sequence, Type, Union
 
 from minires import functional as F
 from minires import nn
-from minires.models.resnet import conv1x1, conv3x3
+from minires.models.resnet import conv1x1, conv3x3, init_resnet_weights
 from minires.tensor import Tensor
 
 
@@ -112,12 +112,7 @@ class PreActResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes) if include_top else nn.Identity()
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_weights(self)
 
     def _make_layer(self, block: PreActBlockType, planes: int, blocks: int, stride: int) -> nn.Sequential:
         """One stage: the first block takes the stride (and the new width), the others keep the shape."""

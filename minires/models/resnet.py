@@ -140,6 +140,17 @@ class Bottleneck(nn.Module):
 Block = Type[Union[BasicBlock, Bottleneck]]
 
 
+def init_resnet_weights(model: nn.Module) -> None:
+    """torchvision's ResNet initialisation: every convolution Kaiming-normal with mode="fan_out"
+    (the variance is kept through the backward pass), every batch norm gamma = 1, beta = 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class ResNet(nn.Module):
     """A ResNet from a block type and the number of blocks per stage: ``ResNet(BasicBlock, [2, 2, 2, 2])`` is
     ResNet-18.
@@ -182,12 +193,7 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes) if include_top else nn.Identity()
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_weights(self)
 
         # Zero each block's last batch-norm gamma: the residual branch then outputs 0 and every block
         # starts as the identity, which "improves the model by 0.2~0.3%" (Goyal et al., 2017).
