@@ -154,7 +154,7 @@ class Side:
         logits = self.model(self.x)
         loss = self.cross_entropy(logits, self.y)
         loss.backward()
-        grads = {name: self.to_numpy(p.grad) for name, p in self.model.named_parameters()} if collect else {}
+        grads = {name: self.to_numpy(p.grad.data) for name, p in self.model.named_parameters()} if collect else {}
         self.model.zero_grad()                          # gradients to None, in both libraries
         return (self.to_numpy(logits), self.to_numpy(loss), grads) if collect else None
 

@@ -12,6 +12,11 @@ output to this Function so that ``backward()`` can find its way back.
 The backward pass (``run_backward``) visits the graph in reverse topological order with an
 explicit stack, never recursion: a ResNet-152 graph is deeper than Python's recursion limit.
 Where a tensor is used twice (a residual connection), its gradients add up.
+
+Every tensor carries a version counter that each in-place change bumps. ``apply`` notes the
+version of every tensor whose array the forward kept for the backward; before a Function's
+backward runs, the versions are compared, and a changed one raises instead of computing a
+gradient from values that are no longer the ones the forward saw.
 """
 from __future__ import annotations
 
@@ -80,6 +85,19 @@ class enable_grad(_GradModeSwitch):
     mode = True
 
 
+class VersionCounter:
+    """How many times a tensor's array was changed in place. Tensors that share one array (a
+    view, a ``detach()``) share one counter, so a change through any of them is seen by all."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def bump(self) -> None:
+        self.value += 1
+
+
 class Function:
     """One differentiable operation: ``forward`` on arrays, ``backward`` on arrays.
 
@@ -101,6 +119,9 @@ class Function:
     _input_shapes: tuple
     _needs_input_grad: tuple
     _released: bool = False
+    # (counter, version at forward time, "input 0" / "output") for each tensor whose array the
+    # forward kept; run_backward compares them before calling backward.
+    _saved_versions: tuple = ()
 
     def forward(self, *arrays: Optional[Array]) -> Array:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(*arrays)")
@@ -126,18 +147,36 @@ class Function:
         if not backend.is_array(out_data):  # NumPy reductions return scalars, not 0-d arrays
             out_data = backend.get_array_module(arrays[0]).asarray(out_data)
         needs = tuple(t is not None and t.requires_grad for t in tensors)
-        if not (is_grad_enabled() and any(needs)):
-            return Tensor(out_data)
-        fn._parents = tuple(None if not need else (t if t._creator is None else t._creator)
-                            for t, need in zip(tensors, needs))
-        fn._input_shapes = tuple(None if t is None else t.shape for t in tensors)
-        fn._needs_input_grad = needs
-        return Tensor(out_data, requires_grad=True, _creator=fn)
+        recording = is_grad_enabled() and any(needs)
+        out = Tensor(out_data, requires_grad=recording, _creator=fn if recording else None)
+        for t in tensors:                      # a view (reshape, transpose, x[i]) shares the
+            if t is not None and backend.may_share_memory(out_data, t.data):  # counter of its base
+                out._version_counter = t._version_counter
+                break
+        if recording:
+            fn._parents = tuple(None if not need else (t if t._creator is None else t._creator)
+                                for t, need in zip(tensors, needs))
+            fn._input_shapes = tuple(None if t is None else t.shape for t in tensors)
+            fn._needs_input_grad = needs
+            fn._saved_versions = _saved_versions(fn, tensors, out)
+        return out
+
+    def _check_versions(self) -> None:
+        """Refuse to run backward if an array this Function saved was changed in place since."""
+        for counter, version, role in self._saved_versions:
+            if counter.value != version:
+                raise RuntimeError(
+                    f"one of the variables needed for gradient computation has been modified by an "
+                    f"inplace operation: the {role} of {type(self).__name__} is at version "
+                    f"{counter.value}; expected version {version} instead. Its backward would have "
+                    f"read the changed values. Hint: write the out-of-place form (x = x + y instead "
+                    f"of x += y), or change it in place only after backward().")
 
     def _release(self) -> None:
         for name in [n for n in vars(self) if not n.startswith("_")]:
             delattr(self, name)
         self._parents = ()             # and the links: a finished graph holds nothing
+        self._saved_versions = ()
         self._released = True
 
 
@@ -153,6 +192,16 @@ def _check_inputs(op: str, inputs: Sequence[Any], as_tensor_like: Callable, tens
             f"{op} got tensors on different devices: {sorted(devices)}. "
             f"Move them to one device first, e.g. with tensor.to({anchor.device!r}).")
     return tensors
+
+
+def _saved_versions(fn: Function, inputs: Sequence[Any], out: "Tensor") -> tuple:
+    """The version of each input and of the output whose array ``fn`` kept (or a view of it)."""
+    saved = [v for name, v in vars(fn).items() if not name.startswith("_") and backend.is_array(v)]
+    if not saved:
+        return ()
+    candidates = [(t, f"input {i}") for i, t in enumerate(inputs) if t is not None] + [(out, "output")]
+    return tuple((t._version_counter, t._version_counter.value, role) for t, role in candidates
+                 if any(backend.may_share_memory(a, t.data) for a in saved))
 
 
 def _topological_order(root: "Tensor") -> list:
@@ -192,6 +241,7 @@ def run_backward(root: "Tensor", dout: Array, retain_graph: bool = False) -> Non
         dout_fn = grads.pop(id(fn), None)
         if dout_fn is None:  # nothing reached this Function (cannot happen for a connected graph)
             continue
+        fn._check_versions()
         retained = getattr(fn, "_retained_output", None)
         if retained is not None:
             retained._accumulate_grad(dout_fn)
@@ -224,4 +274,4 @@ def set_grad_enabled(mode: bool) -> None:
     _grad_mode.enabled = bool(mode)
 
 
-__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled", "run_backward"]
+__all__ = ["Function", "VersionCounter", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled", "run_backward"]

@@ -120,6 +120,19 @@ def items_per_block(array: Array, item_bytes: int, count: int) -> int:
     return max(1, CPU_CACHE_BLOCK_BYTES // max(1, item_bytes))
 
 
+def may_share_memory(a: Array, b: Array) -> bool:
+    """True when the two arrays' memory may overlap (a fast bounds check, no false negatives)."""
+    xp = get_array_module(a)
+    if xp is not get_array_module(b):
+        return False
+    return bool(xp.may_share_memory(a, b))
+
+
+def broadcast_shapes(*shapes: tuple) -> tuple:
+    """The shape that arrays of these shapes broadcast to (NumPy's rule; CuPy follows it)."""
+    return tuple(numpy.broadcast_shapes(*shapes))
+
+
 def scatter_add(target: Array, index: Any, values: Array) -> None:
     """``target[index] += values`` where repeated indices accumulate (unbuffered)."""
     if cupy is not None and isinstance(target, cupy.ndarray):

@@ -99,7 +99,7 @@ def demo() -> None:
     print(f"\nforward + backward on x{tuple(x.shape)} -> {tuple(out.shape)}: loss {loss.item():.4f} "
           f"in {elapsed * 1000:.1f} ms")
     for name, p in block.named_parameters():
-        print(f"  d loss / d {name:<22} shape {str(tuple(p.shape)):<16} norm {float(numpy.linalg.norm(p.grad)):.5f}")
+        print(f"  d loss / d {name:<22} shape {str(tuple(p.shape)):<16} norm {p.grad.norm().item():.5f}")
     print(f"  running_mean of bn1 after one training step: {block.bn1.running_mean.numpy()[:4].round(5)} ...")
     print("\nGradient checks in float64 (central differences against the backward pass, random upstream G;")
     print("the blocks are checked in their input and in every weight, in training mode):")

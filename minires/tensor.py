@@ -1,9 +1,13 @@
 """``Tensor``: an array, its gradient, and the Function that made it.
 
 A Tensor wraps exactly one array (``.data``: NumPy on the CPU, CuPy on a GPU). After a
-backward pass, a leaf that requires a gradient holds ``dL/d(itself)`` in ``.grad``, an array
-of the same kind, shape and dtype. Operators (``+``, ``@``, ``.sum()``, ``x[i]``) call the
-operations in ``minires.functional``; this file holds no math of its own.
+backward pass, a leaf that requires a gradient holds ``dL/d(itself)`` in ``.grad``, a Tensor
+of the same shape, dtype and device (as in PyTorch: ``p.grad.zero_()``, ``p.grad.norm()``).
+Each tensor also counts its in-place changes (``._version``), so a backward pass never reads
+an array that was changed after the forward saved it.
+
+This file holds the state; ``tensor_methods.py`` holds the operators and methods, each of
+which calls an operation in ``minires.functional``: no math lives here.
 """
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from typing import Any, Optional, Sequence, Union
 import numpy
 
 from minires import backend
-from minires.autograd import Function, run_backward
+from minires.autograd import Function, VersionCounter, run_backward
 from minires.backend import Array, DeviceLike
+from minires.tensor_methods import TensorMethods
 
 DTypeLike = Any  # numpy.float32, "float32", numpy.dtype(...), ...
 
@@ -25,7 +30,7 @@ def _is_floating(dtype: Any) -> bool:
     return numpy.issubdtype(numpy.dtype(dtype), numpy.floating)
 
 
-class Tensor:
+class Tensor(TensorMethods):
     """An n-dimensional array that can remember how it was computed.
 
     Build one with ``minires.tensor(data, requires_grad=...)``; operations on tensors return
@@ -40,13 +45,27 @@ class Tensor:
             raise TypeError(
                 f"Tensor wraps a NumPy or CuPy array, got {type(data).__name__}; "
                 f"use minires.tensor(data) to build one from Python values")
-        self.data: Array = data
-        self.grad: Optional[Array] = None
+        self._data: Array = data
+        self._grad: Optional[Tensor] = None
+        self._version_counter = VersionCounter()
         self._creator = _creator
         self._requires_grad = False
         self.requires_grad = requires_grad
 
     # ----------------------------------------------------------------- what it is
+    @property
+    def data(self) -> Array:
+        """The array itself (NumPy or CuPy). Changing it directly bypasses the version counter."""
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        if isinstance(value, Tensor):          # `p.data = other` and `p.data -= lr * p.grad`, as in PyTorch
+            value = value.data
+        if not backend.is_array(value):
+            raise TypeError(f"a tensor's data must be a NumPy or CuPy array, got {type(value).__name__}")
+        self._data = value
+
     @property
     def shape(self) -> tuple:
         return tuple(self.data.shape)
@@ -148,13 +167,45 @@ class Tensor:
             self._creator._retained_output = self
         return self
 
+    @property
+    def grad(self) -> Optional["Tensor"]:
+        """dL/d(self) after a backward pass: a Tensor of self's shape, dtype and device, or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Optional["Tensor"]) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"a gradient must be a Tensor or None, got {type(value).__name__}; "
+                                f"wrap an array with minires.tensor(array)")
+            if value.shape != self.shape or value.dtype != self.dtype or value.device != self.device:
+                raise RuntimeError(
+                    f"a gradient must match its tensor: expected shape {self.shape}, {self.dtype}, on "
+                    f"{self.device}; got shape {value.shape}, {value.dtype}, on {value.device}")
+        self._grad = value
+
+    @property
+    def _version(self) -> int:
+        """How many times this tensor's array was changed in place (PyTorch's ``x._version``)."""
+        return self._version_counter.value
+
     def _accumulate_grad(self, dself: Array) -> None:
-        dself = dself.astype(self.dtype, copy=False)
-        self.grad = dself.copy() if self.grad is None else self.grad + dself
+        """Add ``dself`` into ``.grad`` (in place, as PyTorch does, so its version counts it)."""
+        if self._grad is None:                       # a copy: the caller's array may be reused
+            self._grad = Tensor(backend.get_array_module(self.data).array(dself, dtype=self.dtype))
+        else:
+            self._grad.data += dself
+            self._grad._version_counter.bump()
 
     def detach(self) -> "Tensor":
-        """The same values (shared memory), cut from the graph."""
-        return Tensor(self.data)
+        """The same values (shared memory, shared version counter), cut from the graph."""
+        out = Tensor(self.data)
+        out._version_counter = self._version_counter
+        return out
+
+    def clone(self) -> "Tensor":
+        """A copy of the values in new memory; gradients flow back through it."""
+        return F.clone(self)
 
     # ----------------------------------------------------------- moving the data
     def numpy(self) -> numpy.ndarray:
@@ -168,6 +219,16 @@ class Tensor:
 
     def tolist(self) -> Any:
         return self.numpy().tolist()
+
+    def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> numpy.ndarray:
+        """Let NumPy read a CPU tensor (``numpy.asarray(x)``), as PyTorch does; a GPU tensor must be
+        copied explicitly, with ``.numpy()`` or ``.cpu()``, so no copy is ever silent."""
+        if self.device != "cpu":
+            raise TypeError(f"can't convert a {self.device} tensor to a NumPy array implicitly; "
+                            f"use x.numpy() or x.cpu() to copy it to the host first")
+        if copy:
+            return numpy.array(self.data, dtype=dtype, copy=True)
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
 
     def to(self, target: Union[DeviceLike, DTypeLike]) -> "Tensor":
         """This tensor on another device (``"cuda"``, ``"cpu"``) or with another dtype (``"float64"``).
@@ -224,135 +285,6 @@ class Tensor:
 
     def __int__(self) -> int:
         return int(self.item())
-
-    # ----------------------------------------------- operators -> minires.functional
-    def __add__(self, other: Any) -> "Tensor":
-        return F.add(self, other)
-
-    def __radd__(self, other: Any) -> "Tensor":
-        return F.add(other, self)
-
-    def __sub__(self, other: Any) -> "Tensor":
-        return F.sub(self, other)
-
-    def __rsub__(self, other: Any) -> "Tensor":
-        return F.sub(other, self)
-
-    def __mul__(self, other: Any) -> "Tensor":
-        return F.mul(self, other)
-
-    def __rmul__(self, other: Any) -> "Tensor":
-        return F.mul(other, self)
-
-    def __truediv__(self, other: Any) -> "Tensor":
-        return F.div(self, other)
-
-    def __rtruediv__(self, other: Any) -> "Tensor":
-        return F.div(other, self)
-
-    def __neg__(self) -> "Tensor":
-        return F.neg(self)
-
-    def __pow__(self, exponent: Any) -> "Tensor":
-        return F.pow(self, exponent)
-
-    def __rpow__(self, base: Any) -> "Tensor":
-        return F.pow(base, self)
-
-    def __matmul__(self, other: Any) -> "Tensor":
-        return F.matmul(self, other)
-
-    def __rmatmul__(self, other: Any) -> "Tensor":
-        return F.matmul(other, self)
-
-    def __getitem__(self, index: Any) -> "Tensor":
-        return F.getitem(self, index)
-
-    # comparisons: no gradient, a boolean tensor
-    def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
-        return _compare(self, other, "equal")
-
-    def __ne__(self, other: Any) -> "Tensor":  # type: ignore[override]
-        return _compare(self, other, "not_equal")
-
-    def __lt__(self, other: Any) -> "Tensor":
-        return _compare(self, other, "less")
-
-    def __le__(self, other: Any) -> "Tensor":
-        return _compare(self, other, "less_equal")
-
-    def __gt__(self, other: Any) -> "Tensor":
-        return _compare(self, other, "greater")
-
-    def __ge__(self, other: Any) -> "Tensor":
-        return _compare(self, other, "greater_equal")
-
-    # ------------------------------------------------------------------- methods
-    def exp(self) -> "Tensor":
-        return F.exp(self)
-
-    def log(self) -> "Tensor":
-        return F.log(self)
-
-    def sqrt(self) -> "Tensor":
-        return F.sqrt(self)
-
-    def relu(self) -> "Tensor":
-        return F.relu(self)
-
-    def sum(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
-        return F.sum(self, dim, keepdim)
-
-    def mean(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
-        return F.mean(self, dim, keepdim)
-
-    def max(self, dim: Optional[int] = None, keepdim: bool = False) -> Any:
-        """The largest value, or with ``dim`` the pair ``(values, indices)`` as in PyTorch."""
-        return F.max(self, dim, keepdim)
-
-    def argmax(self, dim: Optional[int] = None, keepdim: bool = False) -> "Tensor":
-        xp = backend.get_array_module(self.data)
-        return Tensor(xp.asarray(self.data.argmax(axis=dim, keepdims=keepdim)))
-
-    def reshape(self, *shape: Any) -> "Tensor":
-        return F.reshape(self, _shape_arg(shape))
-
-    def view(self, *shape: Any) -> "Tensor":
-        return F.reshape(self, _shape_arg(shape))
-
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
-        return F.flatten(self, start_dim, end_dim)
-
-    def transpose(self, dim0: int, dim1: int) -> "Tensor":
-        return F.transpose(self, dim0, dim1)
-
-    def permute(self, *dims: Any) -> "Tensor":
-        return F.permute(self, _shape_arg(dims))
-
-    @property
-    def T(self) -> "Tensor":
-        return F.permute(self, tuple(reversed(range(self.ndim))))
-
-    def any(self) -> bool:
-        return bool(self.data.any())
-
-    def all(self) -> bool:
-        return bool(self.data.all())
-
-
-def _shape_arg(shape: Sequence[Any]) -> tuple:
-    """Accept both ``x.reshape(2, 3)`` and ``x.reshape((2, 3))``."""
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        return tuple(shape[0])
-    return tuple(shape)
-
-
-def _compare(a: Tensor, b: Any, name: str) -> Tensor:
-    b = as_tensor_like(b, a)
-    if a.device != b.device:
-        raise RuntimeError(f"comparison of tensors on different devices: {a.device} and {b.device}")
-    xp = backend.get_array_module(a.data)
-    return Tensor(getattr(xp, name)(a.data, b.data))
 
 
 def as_tensor_like(x: Any, anchor: Tensor) -> Tensor:

@@ -3,7 +3,8 @@
 The signatures are PyTorch's (``torch.nn.functional``), so code moves between the two.
 """
 from minires.functional.activation import relu
-from minires.functional.arithmetic import add, div, exp, log, mul, neg, pow, sqrt, sub, sum_to_shape
+from minires.functional.arithmetic import (add, clamp, clone, div, exp, fill, log, mul, neg, pow, sqrt, sub,
+                                           sum_to_shape)
 from minires.functional.conv import conv2d, save_cols
 from minires.functional.linear import linear, matmul
 from minires.functional.loss import cross_entropy, log_softmax, nll_loss
@@ -13,7 +14,7 @@ from minires.functional.reduction import max, mean, sum
 from minires.functional.shape import flatten, getitem, permute, reshape, to, transpose
 
 __all__ = [
-    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "sum_to_shape",
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "clamp", "clone", "fill", "sum_to_shape",
     "sum", "mean", "max",
     "reshape", "flatten", "transpose", "permute", "getitem", "to",
     "matmul", "linear", "relu",

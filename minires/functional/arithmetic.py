@@ -1,4 +1,5 @@
-"""Elementwise arithmetic: add, sub, mul, div, neg, pow, exp, log, sqrt.
+"""Elementwise arithmetic: add, sub, mul, div, neg, pow, exp, log, sqrt, clamp, and the copies
+behind in-place updates (clone, fill).
 
 Each operation is a Function whose forward and backward sit side by side. The binary ones
 broadcast like NumPy; their backward sums the gradient back to each input's own shape
@@ -6,7 +7,7 @@ broadcast like NumPy; their backward sums the gradient back to each input's own 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from minires.autograd import Function
 from minires.backend import Array, get_array_module
@@ -152,6 +153,57 @@ class Sqrt(Function):
         return (dout / (2 * self.out),)
 
 
+class Clamp(Function):
+    """out = min(max(x, lo), hi);  dx = dout where lo <= x <= hi, else 0.
+
+    At the bounds themselves the gradient passes (PyTorch's rule), so ``clamp(x, 0)`` differs
+    from ``relu(x)`` only at x = 0.
+    """
+
+    def __init__(self, lo: Optional[float], hi: Optional[float]):
+        if lo is None and hi is None:
+            raise ValueError("clamp needs at least one of min and max")
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x: Array) -> Array:
+        xp = get_array_module(x)
+        self.passes = xp.ones(x.shape, dtype=bool)
+        if self.lo is not None:
+            self.passes &= x >= self.lo
+        if self.hi is not None:
+            self.passes &= x <= self.hi
+        return xp.clip(x, self.lo, self.hi)
+
+    def backward(self, dout: Array) -> tuple:
+        return (dout * self.passes,)
+
+
+class Clone(Function):
+    """out = x, in new memory;  dx = dout."""
+
+    def forward(self, x: Array) -> Array:
+        return x.copy()
+
+    def backward(self, dout: Array) -> tuple:
+        return (dout,)
+
+
+class Fill(Function):
+    """out = value everywhere (x's shape and dtype);  dx = 0: the new values forget the old ones.
+
+    This is what ``x.fill_(v)`` records when ``x`` is part of a graph.
+    """
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def forward(self, x: Array) -> Array:
+        return get_array_module(x).full_like(x, self.value)
+
+    def backward(self, dout: Array) -> tuple:
+        return (get_array_module(dout).zeros_like(dout),)
+
+
 def add(a: Any, b: Any):
     return Add.apply(a, b)
 
@@ -186,3 +238,15 @@ def log(x: Any):
 
 def sqrt(x: Any):
     return Sqrt.apply(x)
+
+
+def clamp(x: Any, min: Optional[float] = None, max: Optional[float] = None):  # noqa: A002 - PyTorch's names
+    return Clamp.apply(x, lo=min, hi=max)
+
+
+def clone(x: Any):
+    return Clone.apply(x)
+
+
+def fill(x: Any, value: float):
+    return Fill.apply(x, value=value)

@@ -22,6 +22,7 @@ from typing import Optional
 import numpy
 
 from minires import backend
+from minires.autograd import no_grad
 from minires.random import default_generator
 from minires.tensor import Tensor
 
@@ -77,7 +78,8 @@ def _fill(tensor: Tensor, values: numpy.ndarray) -> Tensor:
     """Copy CPU ``values`` into ``tensor``'s own array (same object, same device, same dtype)."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"nn.init fills a Tensor or Parameter in place, got {type(tensor).__name__}")
-    tensor.data[...] = backend.to_device(values.astype(tensor.dtype, copy=False), tensor.device)
+    with no_grad():                                       # an in-place change: its version counts it
+        tensor.copy_(backend.to_device(values.astype(tensor.dtype, copy=False), tensor.device))
     return tensor
 
 

@@ -244,7 +244,7 @@ class Module:
             if set_to_none:
                 param.grad = None
             elif param.grad is not None:
-                param.grad[...] = 0
+                param.grad.zero_()
 
     # ------------------------------------------------------------------ devices and dtypes
     def to(self, target: Union[DeviceLike, DTypeLike] = None, *, device: DeviceLike = None,
@@ -277,7 +277,8 @@ class Module:
 
         for tensor in list(self.parameters()) + list(self.buffers()):
             tensor.data = convert(tensor.data)
-            tensor.grad = convert(tensor.grad)
+            if tensor.grad is not None:
+                tensor.grad = Tensor(convert(tensor.grad.data))
         return self
 
     def cpu(self) -> "Module":

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, List, Tuple
 
 from minires import backend
+from minires.autograd import no_grad
 from minires.backend import Array
 from minires.tensor import Tensor
 
@@ -54,4 +55,5 @@ def copy_state_dict(targets: Mapping, arrays: Dict[str, Array]) -> None:
     """Copy each array into its target's existing array, on the target's device and in its dtype."""
     for key, array in arrays.items():
         target = targets[key]
-        target.data[...] = backend.to_device(array, target.device)   # casts to target.dtype
+        with no_grad():                                                # in place, counted in its version
+            target.copy_(backend.to_device(array, target.device))      # casts to target.dtype

@@ -119,7 +119,7 @@ def gradcheck(fn: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, atol: 
     analytic = {}
     for i in checked:
         grad = leaves[i].grad
-        analytic[i] = xp.zeros(leaves[i].shape) if grad is None else grad
+        analytic[i] = xp.zeros(leaves[i].shape) if grad is None else grad.data
         leaves[i].grad = None
 
     def fail(message: str) -> None:
@@ -240,7 +240,7 @@ def adjoint_check(linear_fn: Callable, x_shape: Sequence[int], adjoint_fn: Optio
         Ax = linear_fn(x_t)
         y = backend.to_device(rng.standard_normal(Ax.shape), device)
         Ax.backward(y)
-        ATy, Ax = x_t.grad, Ax.data
+        ATy, Ax = x_t.grad.data, Ax.data
     else:
         Ax = linear_fn(x)
         y = backend.to_device(rng.standard_normal(tuple(Ax.shape)), device)

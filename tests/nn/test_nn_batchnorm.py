@@ -132,7 +132,7 @@ def test_gradients_flow_to_gamma_beta_and_x():
     out = bn(x)
     out.backward(rng.standard_normal(out.shape))
     assert x.grad.shape == x.shape and bn.weight.grad.shape == (3,) and bn.bias.grad.shape == (3,)
-    np.testing.assert_allclose(x.grad.sum(axis=(0, 2, 3)), 0, atol=1e-12)    # per-channel sum is zero
+    np.testing.assert_allclose(x.grad.sum(dim=(0, 2, 3)).numpy(), 0, atol=1e-12)    # per-channel sum is zero
 
 
 with np.load(FIXTURE, allow_pickle=False) as _data:

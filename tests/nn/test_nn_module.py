@@ -188,10 +188,10 @@ def test_train_and_eval_propagate_and_return_self():
 def test_zero_grad_and_requires_grad():
     net = Net()
     loss = net(minires.randn(2, 3, 4, 4)).sum()
-    net.blocks[0].conv.weight.grad = np.ones(net.blocks[0].conv.weight.shape, np.float32)
-    net.fc.weight.grad = np.ones((5, 4), np.float32)
+    net.blocks[0].conv.weight.grad = minires.ones(*net.blocks[0].conv.weight.shape)
+    net.fc.weight.grad = minires.ones(5, 4)
     net.zero_grad(set_to_none=False)
-    assert np.all(net.fc.weight.grad == 0)
+    assert (net.fc.weight.grad == 0).all()
     net.zero_grad()
     assert all(p.grad is None for p in net.parameters())
     assert loss.requires_grad
@@ -210,7 +210,7 @@ def test_to_dtype_in_place_keeps_identity_and_integer_buffers():
     net = Net()
     params = list(net.parameters())
     arrays_before = [p.data.copy() for p in params]
-    net.fc.weight.grad = np.ones((5, 4), np.float32)
+    net.fc.weight.grad = minires.ones(5, 4)
     assert net.to(minires.float64) is net
     assert [id(p) for p in net.parameters()] == [id(p) for p in params]
     assert all(p.dtype == np.float64 for p in params)
