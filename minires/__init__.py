@@ -4,7 +4,7 @@ Every operation is a Function with an explicit forward and backward pass, in pla
 that runs on NumPy (CPU) and CuPy (GPU) alike. Start with ``minires.tensor`` and
 ``minires.functional``; check any gradient with ``minires.testing.gradcheck``.
 """
-from minires import backend, functional, io, models, nn
+from minires import backend, data, functional, io, models, nn, optim
 from minires.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from minires.backend import cuda_is_available
 from minires.io import load, save
@@ -21,5 +21,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled",
     "manual_seed", "randn", "rand", "randint", "zeros", "ones", "full", "zeros_like", "ones_like",
-    "arange", "cuda_is_available", "backend", "functional", "models", "nn", "io", "save", "load", "float32", "float64", "int64",
+    "arange", "cuda_is_available", "backend", "functional", "models", "nn", "optim", "data", "io", "save", "load", "float32", "float64", "int64",
 ]

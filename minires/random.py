@@ -6,7 +6,9 @@ numbers on NumPy and on CuPy. ``manual_seed(s)`` resets that generator.
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import threading
+from typing import Any, Iterator
 
 import numpy
 
@@ -15,6 +17,7 @@ from minires.backend import DeviceLike
 from minires.tensor import Tensor, _FLOAT_DEFAULT
 
 _generator = numpy.random.default_rng()
+_thread_local = threading.local()  # .generator: this thread's override, set by `using_generator`
 
 
 def manual_seed(seed: int) -> numpy.random.Generator:
@@ -27,8 +30,32 @@ def manual_seed(seed: int) -> numpy.random.Generator:
 
 
 def default_generator() -> numpy.random.Generator:
-    """The generator that minires draws from (reset by ``manual_seed``)."""
-    return _generator
+    """The generator that minires draws from: the global one (reset by ``manual_seed``), or
+    the current thread's override while a ``using_generator`` block runs in this thread."""
+    override = getattr(_thread_local, "generator", None)
+    return _generator if override is None else override
+
+
+@contextlib.contextmanager
+def using_generator(generator: numpy.random.Generator) -> Iterator[numpy.random.Generator]:
+    """Make ``default_generator()`` return ``generator`` in this thread, for the ``with`` block.
+
+    Other threads are not affected. The DataLoader's background thread runs its transforms
+    inside such a block, with a generator seeded at the start of the epoch, so the batches
+    are the same whatever the main thread draws meanwhile::
+
+        with minires.random.using_generator(numpy.random.default_rng(0)):
+            flipped = RandomHorizontalFlip()(image)     # draws from the seeded generator
+    """
+    if not isinstance(generator, numpy.random.Generator):
+        raise TypeError(f"using_generator expects a numpy.random.Generator, got {type(generator).__name__}; "
+                        f"make one with numpy.random.default_rng(seed)")
+    previous = getattr(_thread_local, "generator", None)
+    _thread_local.generator = generator
+    try:
+        yield generator
+    finally:
+        _thread_local.generator = previous
 
 
 def _shape(size: tuple) -> tuple:
@@ -42,14 +69,14 @@ def _make(values: numpy.ndarray, dtype: Any, device: DeviceLike, requires_grad: 
 
 def randn(*size: Any, dtype: Any = None, device: DeviceLike = None, requires_grad: bool = False) -> Tensor:
     """Standard normal values of the given shape (float32 unless ``dtype`` says otherwise)."""
-    return _make(_generator.standard_normal(_shape(size)), dtype, device, requires_grad)
+    return _make(default_generator().standard_normal(_shape(size)), dtype, device, requires_grad)
 
 
 def rand(*size: Any, dtype: Any = None, device: DeviceLike = None, requires_grad: bool = False) -> Tensor:
     """Uniform values in [0, 1) of the given shape."""
-    return _make(_generator.random(_shape(size)), dtype, device, requires_grad)
+    return _make(default_generator().random(_shape(size)), dtype, device, requires_grad)
 
 
 def randint(low: int, high: int, size: tuple, device: DeviceLike = None) -> Tensor:
     """Integers in [low, high) of the given shape, int64."""
-    return Tensor(backend.to_device(_generator.integers(low, high, size=size, dtype=numpy.int64), device))
+    return Tensor(backend.to_device(default_generator().integers(low, high, size=size, dtype=numpy.int64), device))

@@ -4,6 +4,7 @@ A Module holds parameters (learned), buffers (saved, not learned) and child modu
 ``forward`` calls the operations of ``minires.functional``, which hold all of the math.
 """
 from minires.nn import init
+from minires.nn import utils
 from minires.nn.activation import ReLU
 from minires.nn.containers import ModuleList, Sequential
 from minires.nn.conv import Conv2d
@@ -18,5 +19,5 @@ from minires.nn.shape import Flatten
 __all__ = [
     "Module", "Parameter", "IncompatibleKeys", "Sequential", "ModuleList",
     "Conv2d", "Linear", "Identity", "Flatten", "BatchNorm1d", "BatchNorm2d", "ReLU",
-    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "CrossEntropyLoss", "init",
+    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "CrossEntropyLoss", "init", "utils",
 ]

@@ -18,6 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = {
     "docs/autograd.md": (),
+    "docs/data.md": (),
+    "docs/datasets.md": (),
+    "docs/optim.md": (),
     # page: optional modules it needs
 }
 
