@@ -1,5 +1,6 @@
 """The ``minires`` command.
 
+    minires train [--recipe NAME] [...] train a model (default: ResNet-20 on the bundled digits)
     minires demo                        a ResNet block: forward, backward, gradient check
     minires gradcheck OP [--seed S]     check one operation's backward pass against finite differences
     minires summary MODEL [--input-shape 1,3,224,224]
@@ -8,15 +9,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import numpy
 
 import minires
 import minires.functional as F
 from minires.testing import GradcheckError, gradcheck, gradcheck_module
+
+if TYPE_CHECKING:
+    from minires.recipes import Settings
 
 
 def _leaf(rng: numpy.random.Generator, *shape: int) -> minires.Tensor:
@@ -117,6 +124,78 @@ def summary(model_name: str, input_shape: List[int]) -> None:
     print(models.summary(builder(), tuple(input_shape)))
 
 
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    from minires.recipes import DATASETS, OPTIMIZERS, RECIPES, SCHEDULES, TRAIN_ONLY, Settings
+
+    defaults = Settings()
+    train = sub.add_parser(
+        "train", help="train a model (default: ResNet-20 on the bundled digits, about a minute on a CPU)",
+        description="Train a model and write metrics.csv, curves.png, checkpoints and the best model into --out. "
+                    "Options left out come from --recipe (default: digits).")
+    train.add_argument("--recipe", choices=sorted(RECIPES), help="a tutorial's whole setup (default: digits)")
+    train.add_argument("--model", help=f"any model of minires.models (default: {defaults.model})")
+    train.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} (default: {defaults.dataset})")
+    train.add_argument("--data-dir", help="an image folder: one folder per class, or train/ and val/ holding them")
+    train.add_argument("--root", help=f"where MNIST, Fashion-MNIST and CIFAR-10 files are (default: {defaults.root})")
+    train.add_argument("--download", action="store_true", default=None, help="fetch the dataset's files into --root")
+    train.add_argument("--resize", type=int, help="resize images to this size first")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="learning rate (the peak for --schedule onecycle)")
+    train.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZERS)}")
+    train.add_argument("--momentum", type=float)
+    train.add_argument("--weight-decay", type=float, help="not applied to batch-norm parameters and biases")
+    train.add_argument("--schedule", help=f"learning-rate schedule, one of {', '.join(SCHEDULES)}")
+    train.add_argument("--weights", help="start from these weights (.safetensors, or .pth with torch installed)")
+    train.add_argument("--train-only", help=f"which layers learn, with --weights: {', '.join(TRAIN_ONLY)}")
+    train.add_argument("--device", help="cpu or cuda (default: cpu)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--out", help="output folder (default: runs/<recipe>)")
+    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR where it stopped")
+
+
+def train_settings(args: argparse.Namespace) -> Tuple["Settings", str, bool]:
+    """``(settings, output folder, resume?)`` for ``minires train``: the recipe's settings with the
+    options given on top, or, with ``--resume DIR``, the settings saved in DIR."""
+    from minires.recipes import RECIPES, Settings, SettingsError
+    from minires.train import SETTINGS
+
+    names = [f.name for f in dataclasses.fields(Settings)]
+    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if not args.resume:
+        recipe = args.recipe or "digits"
+        return Settings(**{**RECIPES[recipe], **given}), args.out or os.path.join("runs", recipe), False
+    extra = sorted(set(given) - {"device"}) + (["recipe"] if args.recipe else []) + (["out"] if args.out else [])
+    if extra:
+        raise SettingsError(f"--resume takes the run's settings from its folder; leave out "
+                            f"{', '.join('--' + e.replace('_', '-') for e in extra)}")
+    path = os.path.join(args.resume, SETTINGS)
+    if not os.path.isfile(path):
+        raise SettingsError(f"--resume: {args.resume!r} has no {SETTINGS}; give the --out folder of an earlier run")
+    try:
+        with open(path) as f:
+            return Settings(**{**json.load(f), **given}), args.resume, True
+    except (ValueError, TypeError) as err:
+        raise SettingsError(f"--resume: {path!r} is not a settings file of this minires ({err})") from None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``minires train``: one line on standard error and exit status 2 for any setting that cannot work."""
+    from minires.recipes import SettingsError
+    from minires.train import Interrupted, train
+
+    try:
+        settings, out, resume = train_settings(args)
+        train(settings, out, resume=resume)
+    except (SettingsError, FileNotFoundError, NotADirectoryError, PermissionError, ImportError) as err:
+        print(f"minires train: error: {err}", file=sys.stderr)
+        return 2
+    except Interrupted as err:
+        print(f"minires train: {err}", file=sys.stderr)
+        return 130
+    return 0
+
+
 def _shape(text: str) -> List[int]:
     try:
         return [int(v) for v in text.split(",")]
@@ -124,9 +203,10 @@ def _shape(text: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"expected a shape like 1,3,224,224, got {text!r}") from None
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minires", description="a from-scratch deep-learning framework")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_train_parser(sub)
     sub.add_parser("demo", help="forward, backward and gradient check of a ResNet block")
     check = sub.add_parser("gradcheck", help="check one operation's backward pass")
     check.add_argument("op", help="operation name, or 'all'")
@@ -134,7 +214,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     summ = sub.add_parser("summary", help="layer-by-layer table of a model")
     summ.add_argument("model", help="e.g. resnet18, d2l_resnet18, cifar_resnet18")
     summ.add_argument("--input-shape", type=_shape, default=[1, 3, 224, 224])
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        return run_train(args)
     try:
         if args.command == "demo":
             demo()

@@ -24,7 +24,7 @@ import os
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy
 
@@ -80,16 +80,23 @@ def _numpy_state(obj: Any) -> "OrderedDict[str, numpy.ndarray]":
 
 # ---------------------------------------------------------------------------- safetensors
 
-def save(obj: Any, path: PathLike) -> None:
+def save(obj: Any, path: PathLike, metadata: Optional[Mapping[str, str]] = None) -> None:
     """Save a Module's ``state_dict()`` (or any state dict) to ``path`` as safetensors, atomically.
 
     The key order is kept in the file's metadata, so ``load`` gives the keys back in it. The
-    same state always gives the same bytes.
+    same state always gives the same bytes. ``metadata`` (text by name, e.g. JSON) is stored in
+    the same file's header, so arrays and the words about them are written all at once;
+    ``load_metadata`` reads it back.
     """
     st = _safetensors_numpy()
     arrays = _numpy_state(obj)
-    metadata = {_ORDER_KEY: json.dumps(list(arrays))}   # one entry: safetensors does not order metadata
-    _atomic_write(path, st.save(dict(arrays), metadata=metadata))
+    extra = dict(metadata or {})
+    bad = [k for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str) or k == _ORDER_KEY]
+    if bad:
+        raise TypeError(f"metadata must map text to text (and may not use the key {_ORDER_KEY!r}); "
+                        f"these entries do not: {bad}. Store structures as JSON text: json.dumps(value)")
+    extra[_ORDER_KEY] = json.dumps(list(arrays))          # safetensors does not keep key order itself
+    _atomic_write(path, st.save(dict(arrays), metadata=extra))
 
 
 def load(path: PathLike, device: DeviceLike = "cpu") -> "OrderedDict[str, Tensor]":
@@ -105,6 +112,13 @@ def load(path: PathLike, device: DeviceLike = "cpu") -> "OrderedDict[str, Tensor
     except Exception as error:  # safetensors raises its own SafetensorError
         raise ValueError(f"{os.fspath(path)!r} could not be read as a safetensors file: {error}") from None
     return OrderedDict((key, Tensor(backend.to_device(arrays[key], device))) for key in _key_order(header))
+
+
+def load_metadata(path: PathLike) -> "dict[str, str]":
+    """The text saved with ``save(..., metadata=...)`` (an empty dict if there is none)."""
+    metadata = dict(_read_header(path).get("__metadata__") or {})
+    metadata.pop(_ORDER_KEY, None)
+    return metadata
 
 
 def _read_header(path: PathLike) -> dict:

@@ -6,12 +6,15 @@ deadline); ours builds on it and only sets the number of examples. ``thorough`` 
 marker and join with ``-m "thorough or not thorough"``.
 """
 import os
+import sys
 
 import numpy
 import pytest
 from hypothesis import HealthCheck, settings
 
 from minires import backend
+
+sys.path.insert(0, os.path.dirname(__file__))   # shared test helpers: `import datafiles`
 
 # The `xp` fixture is function-scoped but only names a module, so reusing it across examples is safe.
 _QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]

@@ -16,6 +16,7 @@ from minires.models.preact import (PreActBlock, PreActBottleneck, PreActResNet, 
                                    preact_resnet50, preact_resnet101, preact_resnet152)
 from minires.models.resnet import (BasicBlock, Bottleneck, ResNet, conv1x1, conv3x3, resnet18, resnet34, resnet50,
                                    resnet101, resnet152, resnext50_32x4d, resnext101_32x8d, wide_resnet50_2)
+from minires.models.small import SmallResNet, resnet20, resnet32, resnet44, resnet56, resnet110
 from minires.models.summary import ModelSummary, SummaryRow, summary
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2",
     "CifarResNet", "cifar_resnet18", "cifar_resnet34", "cifar_resnet50", "cifar_resnet101", "cifar_resnet152",
     "Residual", "resnet_block", "d2l_resnet18",
+    "SmallResNet", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
     "PreActBlock", "PreActBottleneck", "PreActResNet",
     "preact_resnet18", "preact_resnet34", "preact_resnet50", "preact_resnet101", "preact_resnet152",
     "summary", "ModelSummary", "SummaryRow",

@@ -17,7 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = {
+    "README.md": (),
     "docs/autograd.md": (),
+    "docs/training.md": (),
     "docs/data.md": (),
     "docs/datasets.md": (),
     "docs/optim.md": (),
