@@ -225,6 +225,8 @@ class TensorMethods:
         from minires.tensor import Tensor
         if isinstance(src, Tensor) and (src.device != self.device or src.dtype != self.dtype):
             src = src.to(self.device).to(self.dtype)                   # in the graph, as PyTorch
+        elif backend.is_array(src) and backend.device_of(src) != self.device:
+            src = backend.to_device(src, self.device)
         return _update(self, "copy_", [src], lambda x, s: xp_of(x).copyto(x, s),
                        lambda x, s: F.add(F.fill(x, 0), s))
 
