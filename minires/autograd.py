@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from minires import backend
@@ -52,6 +53,11 @@ class _GradModeSwitch:
 
     mode: bool
 
+    def __new__(cls, *args: Any) -> Any:
+        if cls is not set_grad_enabled and len(args) == 1 and callable(args[0]):
+            return cls()(args[0])             # `@no_grad` without brackets decorates the function itself
+        return super().__new__(cls)
+
     def __enter__(self) -> "_GradModeSwitch":
         self._previous = _grad_mode.enabled
         _grad_mode.enabled = self.mode
@@ -63,9 +69,12 @@ class _GradModeSwitch:
     def __call__(self, func: Callable) -> Callable:
         @functools.wraps(func)
         def with_mode(*args: Any, **kwargs: Any) -> Any:
-            with type(self)():
+            with self._fresh():
                 return func(*args, **kwargs)
         return with_mode
+
+    def _fresh(self) -> "_GradModeSwitch":
+        return type(self)()
 
 
 class no_grad(_GradModeSwitch):
@@ -87,15 +96,28 @@ class enable_grad(_GradModeSwitch):
 
 class VersionCounter:
     """How many times a tensor's array was changed in place. Tensors that share one array (a
-    view, a ``detach()``) share one counter, so a change through any of them is seen by all."""
+    view, a ``detach()``) share one counter, so a change through any of them is seen by all;
+    the counter also knows which of those tensors are still alive (``sharers``)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("value", "_sharers")
 
     def __init__(self) -> None:
         self.value = 0
+        self._sharers: Optional[weakref.WeakSet] = None    # made when a second tensor shares the array
 
     def bump(self) -> None:
         self.value += 1
+
+    def share(self, base: "Tensor", view: "Tensor") -> None:
+        """``view`` now shares ``base``'s array, and so this counter."""
+        if self._sharers is None:
+            self._sharers = weakref.WeakSet([base])
+        self._sharers.add(view)
+        view._version_counter = self
+
+    def sharers(self) -> list:
+        """The live tensors that share this counter's array (empty until one is shared)."""
+        return list(self._sharers) if self._sharers is not None else []
 
 
 class Function:
@@ -151,7 +173,7 @@ class Function:
         out = Tensor(out_data, requires_grad=recording, _creator=fn if recording else None)
         for t in tensors:                      # a view (reshape, transpose, x[i]) shares the
             if t is not None and backend.may_share_memory(out_data, t.data):  # counter of its base
-                out._version_counter = t._version_counter
+                t._version_counter.share(t, out)
                 break
         if recording:
             fn._parents = tuple(None if not need else (t if t._creator is None else t._creator)
@@ -269,9 +291,24 @@ def run_backward(root: "Tensor", dout: Array, retain_graph: bool = False) -> Non
             fn._release()
 
 
-def set_grad_enabled(mode: bool) -> None:
-    """Turn graph recording on or off globally (prefer the ``no_grad()`` context)."""
-    _grad_mode.enabled = bool(mode)
+class set_grad_enabled(_GradModeSwitch):
+    """Turn recording on or off: at once when called (``set_grad_enabled(False)``), or for a
+    ``with`` block or a decorated function, restoring the previous mode afterwards (as PyTorch's)."""
+
+    def __init__(self, mode: bool) -> None:
+        self.mode = bool(mode)
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = self.mode
+
+    def __enter__(self) -> "set_grad_enabled":
+        return self                              # the mode was set when it was called
+
+    def __call__(self, func: Callable) -> Callable:
+        _grad_mode.enabled = self._previous      # as a decorator, it sets the mode for each call only
+        return super().__call__(func)
+
+    def _fresh(self) -> "_GradModeSwitch":
+        return type(self)(self.mode)
 
 
 __all__ = ["Function", "VersionCounter", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled", "run_backward"]

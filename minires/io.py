@@ -71,8 +71,10 @@ def _numpy_state(obj: Any) -> "OrderedDict[str, numpy.ndarray]":
             raise TypeError(f"state dict keys must be strings, got {key!r} ({type(key).__name__})")
         array = value.data if isinstance(value, Tensor) else value
         if not backend.is_array(array):
+            hint = ("; a training checkpoint with an optimizer's state is saved flat: see "
+                    "minires.optim.optimizer_state_to_arrays, or minires/train.py" if isinstance(value, Mapping) else "")
             raise TypeError(f"the value for {key!r} is a {type(value).__name__}; expected a Tensor or a "
-                            f"NumPy/CuPy array")
+                            f"NumPy/CuPy array{hint}")
         array = backend.to_numpy(array)
         arrays[key] = array if array.flags.c_contiguous else array.copy(order="C")   # keeps 0-d arrays 0-d
     return arrays

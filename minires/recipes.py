@@ -9,7 +9,9 @@ training loop (``minires/train.py``) reads as the loop alone.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy
@@ -39,7 +41,8 @@ class Settings:
     batch_size: int = 64
     lr: float = 0.1
     optimizer: str = "sgd"              # sgd, adam, adamw
-    momentum: float = 0.9
+    momentum: float = 0.9               # SGD's; one-cycle cycles it between 0.85 and 0.95 instead
+    nesterov: bool = True               # SGD's Nesterov momentum (the digits recipe only)
     weight_decay: float = 5e-4
     schedule: str = "onecycle"          # none, cosine, step, onecycle
     step_size: int = 7                  # epochs between lr drops (schedule "step")
@@ -52,16 +55,18 @@ class Settings:
 RECIPES: Dict[str, Dict[str, Any]] = {
     # The main job: the paper's ResNet-20 on the bundled 8x8 digits; seconds per epoch on a laptop.
     "digits": dict(model="resnet20", dataset="digits", epochs=15, batch_size=64, lr=0.1, optimizer="sgd",
-                   momentum=0.9, weight_decay=5e-4, schedule="onecycle"),
+                   momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle"),
     # ResNet-18 on CIFAR-10 (kuangliu/pytorch-cifar): SGD 0.1, momentum 0.9, wd 5e-4, cosine, crop + flip.
     "cifar10-resnet18": dict(model="cifar_resnet18", dataset="cifar10", epochs=200, batch_size=128, lr=0.1,
-                             optimizer="sgd", momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+                             optimizer="sgd", momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="cosine"),
     # Dive into Deep Learning, section 8.6: ResNet-18 on Fashion-MNIST resized to 96, plain SGD.
     "fashion-mnist-d2l": dict(model="d2l_resnet18", dataset="fashion-mnist", resize=96, epochs=10, batch_size=256,
-                              lr=0.05, optimizer="sgd", momentum=0.0, weight_decay=0.0, schedule="none"),
+                              lr=0.05, optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0,
+                              schedule="none"),
     # PyTorch's transfer-learning tutorial: ImageNet ResNet-34, a new fc, SGD 0.001, lr / 10 every 7 epochs.
     "transfer-resnet34": dict(model="resnet34", dataset="folder", epochs=25, batch_size=16, lr=0.001,
-                              optimizer="sgd", momentum=0.9, weight_decay=0.0, schedule="step", step_size=7),
+                              optimizer="sgd", momentum=0.9, nesterov=False, weight_decay=0.0, schedule="step",
+                              step_size=7),
 }
 
 DATASETS = ["digits", "mnist", "fashion-mnist", "cifar10", "folder"]
@@ -91,13 +96,22 @@ def check(settings: Settings) -> None:
     for name, value, allowed in choices:
         if value not in allowed:
             raise SettingsError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
-    for name in ("epochs", "batch_size", "step_size"):
-        if getattr(s, name) < 1:
-            raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(s, name)}")
-    if s.lr <= 0:
-        raise SettingsError(f"--lr must be positive, got {s.lr}")
+    for name, least in (("epochs", 1), ("batch_size", 1), ("step_size", 1), ("resize", 1), ("seed", 0)):
+        value = getattr(s, name)
+        if value is not None and value < least:
+            raise SettingsError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+    for name in ("lr", "momentum", "weight_decay"):
+        value = getattr(s, name)
+        if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+            raise SettingsError(f"--{name.replace('_', '-')} must be a {'positive' if name == 'lr' else 'non-negative'} "
+                                f"number, got {value}")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", s.device):
+        raise SettingsError(f"unknown device {s.device!r}; choose cpu, cuda or cuda:N")
     if s.dataset == "folder" and not s.data_dir:
         raise SettingsError("the image-folder dataset needs --data-dir DIR (class folders, or train/ and val/)")
+    if s.data_dir and s.dataset != "folder":
+        raise SettingsError(f"--data-dir is an image folder, but the dataset is {s.dataset!r}; leave out --dataset "
+                            f"or give --dataset folder")
     if s.data_dir and not os.path.isdir(s.data_dir):
         raise SettingsError(f"--data-dir {s.data_dir!r} is not a folder; give the folder that holds one folder "
                             f"per class (or train/ and val/ folders that do)")
@@ -223,7 +237,7 @@ def build_optimizer(settings: Settings, model: nn.Module,
     s = settings
     if s.optimizer == "sgd":
         optimizer: Optimizer = SGD(groups, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
-                                   nesterov=s.momentum > 0)
+                                   nesterov=s.nesterov and s.momentum > 0)
     else:
         cls = Adam if s.optimizer == "adam" else AdamW
         optimizer = cls(groups, lr=s.lr, weight_decay=s.weight_decay)

@@ -200,7 +200,7 @@ class Tensor(TensorMethods):
     def detach(self) -> "Tensor":
         """The same values (shared memory, shared version counter), cut from the graph."""
         out = Tensor(self.data)
-        out._version_counter = self._version_counter
+        self._version_counter.share(self, out)
         return out
 
     def clone(self) -> "Tensor":

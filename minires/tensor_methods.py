@@ -18,8 +18,11 @@ so every view of it sees the change, and bump its version counter. They follow P
    never reads overwritten ones); the result is written into the array, and the tensor now
    stands for the new node of the graph, exactly as ``out = out + identity`` would.
 
-A Function that saved the old array (ReLU keeps its output) sees the version change and
-refuses its backward (see ``autograd``), instead of returning a wrong gradient.
+A Function that saved the old array (``exp`` keeps its output) sees the version change and
+refuses its backward (see ``autograd``), instead of returning a wrong gradient. A tensor that
+shares its memory with another tensor of the graph (a view, or the base of a live view) cannot
+change in place while recording: minires does not follow views through the graph, so it refuses
+rather than let the other tensor's gradient go wrong.
 """
 from __future__ import annotations
 
@@ -97,6 +100,12 @@ class TensorMethods:
 
     def __ge__(self, other: Any) -> "Tensor":
         return _compare(self, other, "greater_equal")
+
+    def eq(self, other: Any) -> "Tensor":
+        return _compare(self, other, "equal")
+
+    def ne(self, other: Any) -> "Tensor":
+        return _compare(self, other, "not_equal")
 
     # ------------------------------------------------------------------- methods
     def exp(self) -> "Tensor":
@@ -260,6 +269,13 @@ def _update(t: "Tensor", name: str, operands: Sequence[Any],
                 f"{name} on a leaf tensor that requires grad, while the graph is being recorded: its "
                 f"gradient would be that of a value that no longer exists. Update parameters inside "
                 f"`with minires.no_grad():` (as an optimizer step does), or work on a copy: x = x.clone()")
+        if any(u is not t and u.requires_grad for u in t._version_counter.sharers()):
+            raise RuntimeError(
+                f"{name} on a tensor that shares its memory with another one in the graph (a view such as "
+                f"x[0:2], x.reshape(...), x.T, or the tensor such a view was taken from), while the graph "
+                f"is being recorded: the other tensor would change too, and minires does not follow views "
+                f"through the graph, so its gradient would be wrong. Write it out of place, e.g. "
+                f"y = x * 3 instead of x[0:2].mul_(3)")
         snapshot = Tensor(t.data.copy(), requires_grad=t.requires_grad, _creator=t._creator)
         result = record(snapshot, *others)
         if result.dtype != t.dtype:

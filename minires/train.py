@@ -70,7 +70,7 @@ class Progress:
 def train(settings: Settings, out: str, resume: bool = False, log: Callable[[str], None] = print) -> List[dict]:
     """Train as ``settings`` say, writing into ``out``; returns the metrics, one row per epoch."""
     check(settings)
-    os.makedirs(out, exist_ok=True)
+    _check_out(out, resume)
     minires.manual_seed(settings.seed)
     train_loader, test_loader, classes = build_data(settings)
     model = build_model(settings, len(classes), image_channels(train_loader)).to(settings.device)
@@ -79,7 +79,8 @@ def train(settings: Settings, out: str, resume: bool = False, log: Callable[[str
     if resume:
         progress = _load_checkpoint(os.path.join(out, CHECKPOINT), model, optimizer, schedule)
         log(f"resuming {out} at epoch {progress.epoch + 1}, batch {progress.step}")
-    else:
+    else:                                   # only now, so that a run that cannot start leaves nothing
+        os.makedirs(out, exist_ok=True)
         _write_text(os.path.join(out, SETTINGS), json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"{settings.model} ({trainable:,} trainable parameters) on {settings.dataset}: {len(train_loader.dataset)} "
@@ -174,6 +175,18 @@ def _finish_epoch(settings: Settings, model: Any, optimizer: Any, schedule: Any,
 
 
 # ------------------------------------------------------------------------------ checkpoints
+def _check_out(out: str, resume: bool) -> None:
+    """A new run never overwrites another; a resumed one needs its checkpoint."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise SettingsError(f"--out {out!r} is a file; give a folder for the run's outputs")
+    checkpoint, settings = os.path.join(out, CHECKPOINT), os.path.join(out, SETTINGS)
+    if not resume and (os.path.exists(checkpoint) or os.path.exists(settings)):
+        raise SettingsError(f"{out!r} already holds a run; continue it with --resume {out}, or give another --out")
+    if resume and not os.path.isfile(checkpoint):
+        raise SettingsError(f"the run in {out!r} stopped before its first checkpoint, so there is nothing to resume; "
+                            f"delete the folder and start the run again without --resume")
+
+
 def _save_checkpoint(path: str, model: Any, optimizer: Any, schedule: Any, progress: Progress) -> None:
     """Model and optimizer arrays, and everything else as JSON in the same file's header."""
     opt_arrays, opt_meta = optimizer_state_to_arrays(optimizer.state_dict())
@@ -186,9 +199,6 @@ def _save_checkpoint(path: str, model: Any, optimizer: Any, schedule: Any, progr
 
 
 def _load_checkpoint(path: str, model: Any, optimizer: Any, schedule: Any) -> Progress:
-    if not os.path.isfile(path):
-        raise SettingsError(f"--resume: there is no {CHECKPOINT} in {os.path.dirname(path)!r}; give the --out folder "
-                            f"of an earlier run")
     try:
         meta, arrays = load_metadata(path), minires.load(path)
         model_state = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
@@ -199,7 +209,8 @@ def _load_checkpoint(path: str, model: Any, optimizer: Any, schedule: Any) -> Pr
             schedule.load_state_dict(json.loads(meta["schedule"]))
         return Progress(**json.loads(meta["progress"]))
     except (KeyError, ValueError, RuntimeError, TypeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
+        first = " ".join(lines[:3])[:300]
         raise SettingsError(f"--resume: {path!r} does not fit this run's model and settings ({first}); was it "
                             f"written by another model or version?") from None
 

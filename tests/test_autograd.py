@@ -369,3 +369,31 @@ def test_float_and_int_do_not_mix_where_it_means_nothing(xp):
     with pytest.raises(TypeError, match="add got inputs of dtypes float64 and int64"):
         floats + ints
     assert (ints @ ints).dtype == np.int64
+
+
+def test_no_grad_decorates_with_and_without_brackets_and_set_grad_enabled_is_a_context_too():
+    @no_grad
+    def bare():
+        return is_grad_enabled()
+
+    @no_grad()
+    def called():
+        return is_grad_enabled()
+
+    @set_grad_enabled(False)
+    def decorated():
+        return is_grad_enabled()
+
+    assert not bare() and not called() and is_grad_enabled()
+    assert not decorated() and is_grad_enabled()               # decorating did not switch recording off
+    with set_grad_enabled(False):
+        assert not is_grad_enabled()
+        with set_grad_enabled(True):
+            assert is_grad_enabled()
+        assert not is_grad_enabled()
+    assert is_grad_enabled()
+    set_grad_enabled(False)                                    # a plain call switches at once
+    try:
+        assert not is_grad_enabled()
+    finally:
+        set_grad_enabled(True)

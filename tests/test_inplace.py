@@ -245,3 +245,46 @@ def test_numpy_reads_a_cpu_tensor():
     w = minires.tensor([3.0, 4.0])
     assert float(np.linalg.norm(w)) == 5.0
     assert np.asarray(w) is w.data
+
+
+# ------------------------------------------------------------------------------- views
+@pytest.mark.parametrize("update", [
+    lambda a: a[0:2].mul_(3), lambda a: a.reshape(3).zero_(), lambda a: a.T.add_(1),
+    lambda a: a[1:].copy_(minires.tensor([5.0, 5.0])), lambda a: a[0].fill_(1.0)],
+    ids=["slice", "reshape", "T", "copy_ into a slice", "element"])
+def test_an_update_through_a_view_while_recording_is_refused_not_miscomputed(update):
+    x = minires.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    a = x * 2
+    with pytest.raises(RuntimeError, match="shares its memory with another one in the graph"):
+        update(a)
+    assert a.tolist() == [2.0, 4.0, 6.0]                      # nothing was written
+
+
+def test_the_base_of_a_live_view_is_refused_too_and_a_dead_view_no_longer_counts():
+    x = minires.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    a = x * 2
+    view = a[0:2]
+    with pytest.raises(RuntimeError, match="shares its memory"):
+        a.mul_(3)
+    del view
+    a.mul_(3)
+    a.sum().backward()
+    assert x.grad.tolist() == [6.0, 6.0, 6.0]
+
+
+def test_a_view_of_a_leaf_that_requires_grad_cannot_change_while_recording():
+    x = minires.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="shares its memory"):
+        x.reshape(2).add_(1)
+    assert x.tolist() == [1.0, 2.0]
+
+
+def test_updates_through_views_change_the_base_outside_the_graph():
+    x = minires.zeros(3)
+    x[0].fill_(9)                                              # x[0] of a vector is a view, as in PyTorch
+    x[1:2].fill_(4)
+    x.reshape(3, 1)[2].add_(1)
+    assert x.tolist() == [9.0, 4.0, 1.0] and x._version == 3
+    a = minires.tensor([1.0, 2.0], requires_grad=True) * 2
+    a.detach().zero_()                                         # a detached copy is outside the graph: allowed
+    assert a.tolist() == [0.0, 0.0]

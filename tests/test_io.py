@@ -292,3 +292,10 @@ def test_the_documented_examples_run(tmp_path, monkeypatch):
         exec(compile(block, str(doc), "exec"), namespace)              # noqa: S102 - our own docs
     assert namespace["model"].fc.out_features == 5
     assert os.path.exists("resnet18_5classes.safetensors")
+
+
+def test_saving_a_nested_training_checkpoint_points_to_the_flat_form(tmp_path):
+    model = nn.Linear(2, 2)
+    with pytest.raises(TypeError, match="optimizer_state_to_arrays"):
+        minires.save({"model": model.state_dict()}, tmp_path / "c.safetensors")
+    assert not (tmp_path / "c.safetensors").exists()

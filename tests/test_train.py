@@ -162,6 +162,13 @@ def test_the_recipes_say_what_the_tutorials_say():
     (["--device", "cuda"], "needs CuPy and a CUDA GPU"),
     (["--train-only", "fc"], "needs --weights FILE"),
     (["--resume", "no/such/run"], "has no settings.json"),
+    (["--device", "gpu"], "unknown device 'gpu'; choose cpu, cuda or cuda:N"),
+    (["--momentum", "-1"], "--momentum must be a non-negative number"),
+    (["--weight-decay", "-1"], "--weight-decay must be a non-negative number"),
+    (["--lr", "nan"], "--lr must be a positive number"),
+    (["--seed", "-1"], "--seed must be at least 0"),
+    (["--resize", "0"], "--resize must be at least 1"),
+    (["--data-dir", ".", "--dataset", "mnist"], "--data-dir is an image folder, but the dataset is 'mnist'"),
 ])
 def test_bad_arguments_give_one_line_naming_the_fix(argv, message, capsys):
     if argv[:2] == ["--device", "cuda"] and minires.cuda_is_available():
@@ -192,3 +199,35 @@ def test_weights_of_another_model_are_refused(tmp_path):
     settings = Settings(**dict(QUICK, model="resnet32", weights=str(path)))
     with pytest.raises(SettingsError, match="does not fit resnet32"):
         build_model(settings, 10, 1)
+
+
+def test_a_new_run_never_overwrites_another_and_a_failed_start_leaves_nothing(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    T.train(Settings(**dict(QUICK, epochs=1)), str(out), log=lambda m: None)
+    assert main(["train", "--epochs", "1", "--out", str(out)]) == 2
+    assert f"already holds a run; continue it with --resume {out}" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["train", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["train", "--dataset", "mnist", "--root", str(tmp_path / "none"), "--out", str(tmp_path / "m")]) == 2
+    capsys.readouterr()
+    assert not (tmp_path / "m").exists()
+    monkeypatch.chdir(tmp_path)                                   # the default folder moves on to runs/digits-2
+    os.makedirs("runs/digits")
+    open("runs/digits/settings.json", "w").close()
+    from minires.cli import build_parser, train_settings
+    assert train_settings(build_parser().parse_args(["train"]))[1] == os.path.join("runs", "digits-2")
+
+
+def test_data_dir_implies_the_folder_dataset_and_only_digits_uses_nesterov():
+    from minires.cli import build_parser, train_settings
+    settings, _, _ = train_settings(build_parser().parse_args(["train", "--data-dir", "photos"]))
+    assert settings.dataset == "folder"
+    assert [name for name, r in RECIPES.items() if r["nesterov"]] == ["digits"]
+
+
+def test_resuming_a_run_that_stopped_before_its_first_checkpoint_says_so(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / T.SETTINGS).write_text(json.dumps(QUICK))
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 2
+    assert "stopped before its first checkpoint" in capsys.readouterr().err

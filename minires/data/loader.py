@@ -109,18 +109,21 @@ class DataLoader:
     turns a list of examples into a batch (``default_collate``). ``generator``: where the
     order and the transforms' seed come from (minires's generator when None). ``prefetch``:
     how many batches the background thread keeps ready; 0 builds each batch when asked, in the
-    caller's thread, with the same results.
+    caller's thread, with the same results. ``num_workers`` and ``pin_memory`` are accepted so
+    that PyTorch code runs unchanged, and change nothing: minires always prepares batches in that
+    one background thread (NumPy releases the GIL while it copies), and has no pinned memory.
     """
 
     def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
                  collate_fn: Optional[Collate] = None, generator: Optional[numpy.random.Generator] = None,
-                 prefetch: int = 2):
+                 prefetch: int = 2, num_workers: int = 0, pin_memory: bool = False):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"DataLoader needs a dataset with __len__ and __getitem__, got {type(dataset).__name__}")
-        for name, value, least in (("batch_size", batch_size, 1), ("prefetch", prefetch, 0)):
+        for name, value, least in (("batch_size", batch_size, 1), ("prefetch", prefetch, 0),
+                                   ("num_workers", num_workers, 0)):
             if not isinstance(value, (int, numpy.integer)) or isinstance(value, bool) or value < least:
                 raise ValueError(f"DataLoader's {name} must be an integer >= {least}, got {value!r}")
-        for name, value in (("shuffle", shuffle), ("drop_last", drop_last)):
+        for name, value in (("shuffle", shuffle), ("drop_last", drop_last), ("pin_memory", pin_memory)):
             if not isinstance(value, bool):
                 raise TypeError(f"DataLoader's {name} must be True or False, got {value!r}")
         if collate_fn is not None and not callable(collate_fn):

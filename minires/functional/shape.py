@@ -6,6 +6,7 @@ indexing, a scatter that adds where one element was picked more than once.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Sequence
 
 from minires import backend
@@ -56,6 +57,9 @@ class GetItem(Function):
 
     def forward(self, x: Array) -> Array:
         self.shape, self.dtype = x.shape, x.dtype
+        index = self.index if isinstance(self.index, tuple) else (self.index,)
+        if all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in index):
+            return x[index + (Ellipsis,)]        # x[0] of a vector: a 0-d view of x, as in PyTorch, not a copy
         return x[self.index]
 
     def backward(self, dout: Array) -> tuple:

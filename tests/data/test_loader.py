@@ -287,3 +287,13 @@ def test_wrong_arguments_say_what_was_expected(kwargs, error, message):
 def test_a_dataset_must_be_indexable():
     with pytest.raises(TypeError, match="__len__ and __getitem__, got int"):
         DataLoader(5)
+
+
+def test_pytorch_loader_arguments_are_accepted_and_change_nothing():
+    from minires.data import DataLoader, TensorDataset
+    data = TensorDataset(np.arange(10.0).reshape(10, 1), np.arange(10))
+    plain = [x.tolist() for x, _ in DataLoader(data, batch_size=4)]
+    torchy = [x.tolist() for x, _ in DataLoader(data, batch_size=4, num_workers=2, pin_memory=True)]
+    assert plain == torchy
+    with pytest.raises(ValueError, match="num_workers must be an integer >= 0"):
+        DataLoader(data, num_workers=-1)
