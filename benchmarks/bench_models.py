@@ -127,11 +127,15 @@ def build_sides(case: Case, device: str, with_torch: bool, dtype: str = "float32
     y = rng.integers(0, model.fc.weight.shape[0], case.batch)
     sides: list = [MiniresSide(model.to(device).to(numpy.dtype(dtype)), x, y, device)]
     if with_torch:
-        twin = torch_resnet(case.model, model.fc.weight.shape[0])
-        twin.load_state_dict({k: torch.from_numpy(backend.to_numpy(v.data).copy())
-                              for k, v in model.state_dict().items()})
-        sides.append(TorchSide(twin.to(device, getattr(torch, dtype)), x, y, device))
+        sides.append(TorchSide(torch_twin(case.model, model).to(device, getattr(torch, dtype)), x, y, device))
     return sides
+
+
+def torch_twin(name: str, model: Any) -> "torch.nn.Module":
+    """``torch_resnet(name)`` on the CPU, holding minires ``model``'s weights and buffers (copied)."""
+    twin = torch_resnet(name, model.fc.weight.shape[0])
+    twin.load_state_dict({k: torch.from_numpy(backend.to_numpy(v.data).copy()) for k, v in model.state_dict().items()})
+    return twin
 
 
 class Side:
