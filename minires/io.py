@@ -24,7 +24,7 @@ import os
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import IO, Any, Iterator, Optional, Union
 
 import numpy
 
@@ -98,7 +98,7 @@ def save(obj: Any, path: PathLike, metadata: Optional[Mapping[str, str]] = None)
         raise TypeError(f"metadata must map text to text (and may not use the key {_ORDER_KEY!r}); "
                         f"these entries do not: {bad}. Store structures as JSON text: json.dumps(value)")
     extra[_ORDER_KEY] = json.dumps(list(arrays))          # safetensors does not keep key order itself
-    _atomic_write(path, st.save(dict(arrays), metadata=extra))
+    atomic_write(path, st.save(dict(arrays), metadata=extra))
 
 
 def load(path: PathLike, device: DeviceLike = "cpu") -> "OrderedDict[str, Tensor]":
@@ -178,16 +178,17 @@ def _write_bytes(f: io.BufferedWriter, data: bytes) -> None:
         f.write(view[start:start + _CHUNK])
 
 
-def _atomic_write(path: PathLike, data: bytes) -> None:
-    """Replace ``path`` with ``data`` all at once: write a temporary file in the same directory,
-    flush it to disk, then rename it over ``path`` (a rename within a directory is atomic).
-    Whatever goes wrong before the rename, ``path`` is untouched and the temporary file removed."""
+@contextlib.contextmanager
+def atomic_file(path: PathLike) -> Iterator[IO[bytes]]:
+    """Open a temporary file beside ``path`` for writing; on a clean exit it is flushed to disk and
+    renamed over ``path`` (a rename within a directory is atomic), on an exception it is removed.
+    Either way ``path`` holds the old bytes or the new ones, never a mix."""
     name = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(name))
     temporary = os.path.join(directory, f".{os.path.basename(name)}.{secrets.token_hex(6)}.tmp")
     try:
         with open(temporary, "xb") as f:
-            _write_bytes(f, data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, name)
@@ -201,6 +202,12 @@ def _atomic_write(path: PathLike, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def atomic_write(path: PathLike, data: bytes) -> None:
+    """Replace ``path`` with ``data`` all at once (see ``atomic_file``)."""
+    with atomic_file(path) as f:
+        _write_bytes(f, data)
 
 
 # ---------------------------------------------------------------------------- PyTorch checkpoints
@@ -256,4 +263,4 @@ def export_torch_checkpoint(obj: Any, path: PathLike) -> None:
     state = OrderedDict((key, torch.from_numpy(array.copy())) for key, array in _numpy_state(obj).items())
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    _atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())

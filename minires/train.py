@@ -37,7 +37,7 @@ from typing import Any, Callable, Dict, List, Optional
 import minires
 import minires.functional as F
 from minires import random as mr_random
-from minires.io import _atomic_write, load_metadata
+from minires.io import atomic_write, load_metadata
 from minires.optim import optimizer_state_from_arrays, optimizer_state_to_arrays
 from minires.recipes import Settings, SettingsError, build_data, build_model, build_optimizer, check, image_channels
 
@@ -224,7 +224,7 @@ def _write_metrics(path: str, rows: List[dict]) -> None:
 
 
 def _write_text(path: str, text: str) -> None:
-    _atomic_write(path, text.encode())
+    atomic_write(path, text.encode())
 
 
 def _plot(path: str, rows: List[dict]) -> None:
@@ -249,7 +249,7 @@ def _plot(path: str, rows: List[dict]) -> None:
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    _atomic_write(path, png.getvalue())
+    atomic_write(path, png.getvalue())
 
 
 # ------------------------------------------------------------------------- progress and Ctrl-C

@@ -1,7 +1,7 @@
 """Fetching a dataset's files: checked, atomic downloads and safe archive extraction.
 
 A download never leaves half a file behind. The bytes go into a temporary file beside the
-destination (``.<name>.<random>.part``); only when the transfer is complete (as many bytes as
+destination (``minires.io.atomic_file``); only when the transfer is complete (as many bytes as
 the server announced) and its MD5 checksum is the published one is the file flushed to disk
 and renamed over the destination, which is atomic within a folder. Whatever goes wrong before
 that (an HTTP error, a connection that drops, corrupted bytes), the temporary file is removed
@@ -34,7 +34,9 @@ import urllib.request
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
-from typing import IO, Optional, Union
+from typing import Optional, Union
+
+from minires.io import atomic_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -82,25 +84,6 @@ def has_md5(path: PathLike, md5: str) -> bool:
 
 
 # ---------------------------------------------------------------------------- atomic files
-
-@contextlib.contextmanager
-def atomic_file(path: PathLike) -> Iterator[IO[bytes]]:
-    """Open a temporary file beside ``path`` for writing; on a clean exit it is flushed to disk
-    and renamed over ``path``, on an exception it is removed and ``path`` is left as it was."""
-    name = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(name))
-    temporary = os.path.join(directory, f".{os.path.basename(name)}.{secrets.token_hex(6)}.part")
-    try:
-        with open(temporary, "xb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, name)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
-
 
 def fetch(urls: Sequence[str], path: PathLike, md5: str) -> None:
     """Fetch the file published with checksum ``md5`` into ``path``, trying each URL in turn.
