@@ -11,6 +11,8 @@ from minires.io import load, save
 from minires.creation import arange, full, ones, ones_like, zeros, zeros_like
 from minires.random import manual_seed, rand, randint, randn
 from minires.tensor import Tensor, tensor
+from minires import viz
+from minires.trace import trace
 
 float32 = "float32"
 float64 = "float64"
@@ -22,4 +24,5 @@ __all__ = [
     "Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled",
     "manual_seed", "randn", "rand", "randint", "zeros", "ones", "full", "zeros_like", "ones_like",
     "arange", "cuda_is_available", "backend", "functional", "models", "nn", "optim", "data", "io", "save", "load", "float32", "float64", "int64",
+    "viz", "trace",
 ]

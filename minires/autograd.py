@@ -246,6 +246,12 @@ def _topological_order(root: "Tensor") -> list:
     return order
 
 
+# The one hook of the backward pass: None, or a callable ``observer(fn, dout) -> fn.backward(dout)``
+# that calls the backward itself and notes what went in, what came out and how long it took.
+# ``minires.trace()`` sets it while it records (minires/trace.py); with no trace it costs one ``if``.
+_observer: Optional[Callable[[Function, Array], Any]] = None
+
+
 def run_backward(root: "Tensor", dout: Array, retain_graph: bool = False) -> None:
     """Backpropagate ``dout = dL/d(root)`` to every leaf that requires a gradient.
 
@@ -268,7 +274,10 @@ def run_backward(root: "Tensor", dout: Array, retain_graph: bool = False) -> Non
         if retained is not None:
             retained._accumulate_grad(dout_fn)
         with backend.device_context(dout_fn):
-            dinputs = fn.backward(dout_fn)
+            if _observer is None:
+                dinputs = fn.backward(dout_fn)
+            else:                   # minires.trace() is on: it calls fn.backward(dout_fn) itself, timed
+                dinputs = _observer(fn, dout_fn)
         if not isinstance(dinputs, tuple):
             dinputs = (dinputs,)
         if len(dinputs) != len(fn._input_shapes):

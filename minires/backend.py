@@ -120,6 +120,13 @@ def items_per_block(array: Array, item_bytes: int, count: int) -> int:
     return max(1, CPU_CACHE_BLOCK_BYTES // max(1, item_bytes))
 
 
+def synchronize(array: Array) -> None:
+    """Wait until the GPU that holds ``array`` has finished its queued work (a no-op on the CPU):
+    GPU kernels run asynchronously, so a timing must wait for them."""
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        array.device.synchronize()
+
+
 def may_share_memory(a: Array, b: Array) -> bool:
     """True when the two arrays' memory may overlap (a fast bounds check, no false negatives)."""
     xp = get_array_module(a)
