@@ -2,7 +2,8 @@
 
     minires train [--recipe NAME] [...] train a model (default: ResNet-20 on the bundled digits)
     minires demo                        a ResNet block: forward, backward, gradient check
-    minires gradcheck OP [--seed S]     check one operation's backward pass against finite differences
+    minires gradcheck [OP ...|all] [--examples N] [--seed S]
+                                        the test suite's gradient checks, per operation: passed or failed
     minires summary MODEL [--input-shape 1,3,224,224]
                                         a model's layers, output shapes and parameter counts
 """
@@ -15,75 +16,63 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
-
-import numpy
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 import minires
 import minires.functional as F
-from minires.testing import GradcheckError, gradcheck, gradcheck_module
+from minires.testing import GradcheckError
+from minires.exercises import cli as exercises_cli
 
 if TYPE_CHECKING:
     from minires.recipes import Settings
+    from minires.testing.suite import Operation
+
+#: Drawn examples per operation for ``minires gradcheck`` (the explicit cases run as well).
+DEFAULT_EXAMPLES = 25
 
 
-def _leaf(rng: numpy.random.Generator, *shape: int) -> minires.Tensor:
-    return minires.tensor(rng.standard_normal(shape), requires_grad=True)
+def _checks() -> Dict[str, "Operation"]:
+    """The operations ``minires gradcheck`` checks, by name (minires.testing.suite_ops)."""
+    from minires.testing.suite_ops import OPERATIONS
+
+    return OPERATIONS
 
 
-def _distinct(rng: numpy.random.Generator, *shape: int) -> minires.Tensor:
-    n = int(numpy.prod(shape))
-    return minires.tensor((rng.permutation(n) - n / 2 + 0.5).reshape(shape) / n, requires_grad=True)  # no 0, no ties
+def run_gradcheck(name: str, seed: int = 0, examples: int = DEFAULT_EXAMPLES) -> float:
+    """Run one operation's properties; returns the seconds it took, raises ``GradcheckError`` on failure."""
+    from minires.testing.suite import run_operation
 
-
-def _cross_entropy_check(rng: numpy.random.Generator) -> Tuple[Callable, list]:
-    target = minires.tensor(rng.integers(0, 5, size=4))             # fixed for every evaluation
-    return (lambda z: F.cross_entropy(z, target, label_smoothing=0.1)), [_leaf(rng, 4, 5)]
-
-
-def _checks() -> Dict[str, Callable[[numpy.random.Generator], Tuple[Callable, list]]]:
-    """Each operation's check: a function of the inputs, and float64 inputs (small shapes)."""
-    from minires.models import BasicBlock, Bottleneck
-
-    def block(cls: type, inplanes: int, planes: int) -> Callable:
-        def make(rng: numpy.random.Generator) -> Tuple[Callable, list]:
-            minires.manual_seed(int(rng.integers(2**31)))
-            downsample = minires.nn.Sequential(
-                minires.nn.Conv2d(inplanes, planes * cls.expansion, 1, stride=2, bias=False),
-                minires.nn.BatchNorm2d(planes * cls.expansion))
-            net = cls(inplanes, planes, stride=2, downsample=downsample).to("float64").train()
-            return net, [_leaf(rng, 2, inplanes, 6, 6)]
-        return make
-
-    return {
-        "relu": lambda rng: (F.relu, [_distinct(rng, 3, 4)]),
-        "linear": lambda rng: (F.linear, [_leaf(rng, 4, 5), _leaf(rng, 3, 5), _leaf(rng, 3)]),
-        "conv2d": lambda rng: (lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
-                               [_leaf(rng, 2, 3, 5, 5), _leaf(rng, 4, 3, 3, 3), _leaf(rng, 4)]),
-        "max_pool2d": lambda rng: (lambda x: F.max_pool2d(x, 3, 2, 1), [_distinct(rng, 2, 2, 5, 5)]),
-        "avg_pool2d": lambda rng: (lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True), [_leaf(rng, 2, 2, 6, 6)]),
-        "adaptive_avg_pool2d": lambda rng: (lambda x: F.adaptive_avg_pool2d(x, 3), [_leaf(rng, 2, 2, 5, 7)]),
-        "batch_norm": lambda rng: (
-            lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
-            [_leaf(rng, 4, 3, 2, 2), _leaf(rng, 3), _leaf(rng, 3)]),
-        "cross_entropy": lambda rng: _cross_entropy_check(rng),
-        "basic_block": block(BasicBlock, 4, 6),
-        "bottleneck": block(Bottleneck, 8, 2),
-    }
-
-
-def run_gradcheck(name: str, seed: int = 0) -> float:
-    """Run one operation's gradient check; returns the seconds it took, raises on failure."""
     checks = _checks()
     if name not in checks:
         raise SystemExit(f"unknown operation {name!r}; choose one of: {', '.join(sorted(checks))}")
-    fn, inputs = checks[name](numpy.random.default_rng(seed))
-    start = time.perf_counter()
-    if isinstance(fn, minires.nn.Module):                            # a block: its input and every weight
-        gradcheck_module(fn, *inputs, seed=seed, elementwise=False, n_directions=3)
-    else:
-        gradcheck(fn, *inputs, seed=seed)
-    return time.perf_counter() - start
+    result = run_operation(checks[name], examples=examples, seed=seed)
+    if not result.passed:
+        raise GradcheckError(f"{name} failed on {result.describe()}: {result.message}")
+    return result.seconds
+
+
+def run_gradcheck_suite(ops: List[str], examples: int = DEFAULT_EXAMPLES, seed: int = 0) -> int:
+    """``minires gradcheck``: every operation to its end, a line each; 1 if any failed, else 0."""
+    from minires.testing.suite import Result, run_suite
+
+    checks = _checks()
+    names = sorted(checks) if ops in ([], ["all"]) else list(dict.fromkeys(ops))
+    unknown = [n for n in names if n not in checks]
+    if unknown:
+        raise SystemExit(f"unknown operation {unknown[0]!r}; choose one of: all, {', '.join(sorted(checks))}")
+
+    def report(result: Result) -> None:
+        if result.passed:
+            print(f"{result.name:<20} passed in {result.seconds:.2f} s", flush=True)
+        else:
+            print(f"{result.name:<20} FAILED in {result.seconds:.2f} s\n"
+                  f"    smallest failing case: {result.describe()}\n    {result.message}", flush=True)
+
+    results = run_suite(names, examples=examples, seed=seed, report=report)
+    failed = [r.name for r in results if not r.passed]
+    print(f"\n{len(results) - len(failed)} of {len(results)} operations passed"
+          f"{'; failed: ' + ', '.join(failed) if failed else ''} ({examples} drawn examples each, seed {seed})")
+    return 1 if failed else 0
 
 
 def demo() -> None:
@@ -154,6 +143,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--train-only", help=f"which layers learn, with --weights: {', '.join(TRAIN_ONLY)}")
     train.add_argument("--device", help="cpu or cuda (default: cpu)")
     train.add_argument("--seed", type=int)
+    train.add_argument("--log-grad-norms", action="store_true", default=None,
+                       help="each epoch, the gradient norm of every layer's weights: grad_norms.csv and .png")
     train.add_argument("--out", help="output folder (default: runs/<recipe>, or runs/<recipe>-2, ... if that holds "
                                      "a run)")
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR where it stopped")
@@ -226,26 +217,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(sub)
     sub.add_parser("demo", help="forward, backward and gradient check of a ResNet block")
-    check = sub.add_parser("gradcheck", help="check one operation's backward pass")
-    check.add_argument("op", help="operation name, or 'all'")
-    check.add_argument("--seed", type=int, default=0)
+    check = sub.add_parser(
+        "gradcheck", help="check backward passes against finite differences (the test suite's properties)",
+        description="For each operation, run the properties the test suite runs (Hypothesis-drawn configurations "
+                    "and the explicit cases where mistakes hide) and report it as passed or failed, with the "
+                    "smallest failing case. Deterministic: the same options give the same result.")
+    check.add_argument("ops", nargs="*", metavar="OP", help="operation names, or 'all' (the default)")
+    check.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES,
+                       help=f"drawn examples per operation, on top of the explicit ones (default: {DEFAULT_EXAMPLES})")
+    check.add_argument("--seed", type=int, default=0, help="which examples Hypothesis draws (default: 0)")
     summ = sub.add_parser("summary", help="layer-by-layer table of a model")
     summ.add_argument("model", help="e.g. resnet18, d2l_resnet18, cifar_resnet18")
     summ.add_argument("--input-shape", type=_shape, default=[1, 3, 224, 224])
+    exercises_cli.add_parser(sub)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "exercises":
+        return exercises_cli.run(args)
     if args.command == "train":
         return run_train(args)
     try:
         if args.command == "demo":
             demo()
         elif args.command == "gradcheck":
-            names = sorted(_checks()) if args.op == "all" else [args.op]
-            for name in names:
-                print(f"{name:<20} passed in {run_gradcheck(name, args.seed):.2f} s")
+            if args.examples < 1:
+                raise SystemExit(f"minires gradcheck: --examples must be at least 1, got {args.examples}")
+            return run_gradcheck_suite(args.ops, args.examples, args.seed)
         elif args.command == "summary":
             summary(args.model, args.input_shape)
     except GradcheckError as err:

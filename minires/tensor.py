@@ -12,7 +12,7 @@ which calls an operation in ``minires.functional``: no math lives here.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy
 

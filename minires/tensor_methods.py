@@ -26,11 +26,14 @@ rather than let the other tensor's gradient go wrong.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from minires import backend
 from minires.autograd import is_grad_enabled
 from minires.backend import Array
+
+if TYPE_CHECKING:
+    from minires.tensor import Tensor
 
 Number = Any  # a Python or NumPy number
 

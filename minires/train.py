@@ -13,7 +13,9 @@ then an evaluation on the test set. After each epoch the output folder gets ``me
 ``curves.png`` (loss and accuracy; needs matplotlib), ``checkpoint.safetensors`` (model,
 optimizer, schedule and random-generator state in one file, written atomically) and
 ``best.safetensors`` (the model's state dict at its best test accuracy); ``settings.json``
-records the run's settings once.
+records the run's settings once. With ``--log-grad-norms`` each step also measures the gradient
+norm ||dL/dW|| of every weight layer (convolutions and fc, in depth order), and each epoch's mean
+goes into ``grad_norms.csv`` and ``grad_norms.png``: where a deep plain network stops learning.
 
 Resuming (``--resume DIR``) gives exactly the numbers of a run that was never stopped: the
 checkpoint holds minires's random generator as it was when its epoch began, so the resumed
@@ -36,6 +38,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import minires
 import minires.functional as F
+from minires import backend
 from minires import random as mr_random
 from minires.io import atomic_write, load_metadata
 from minires.optim import optimizer_state_from_arrays, optimizer_state_to_arrays
@@ -44,6 +47,7 @@ from minires.recipes import Settings, SettingsError, build_data, build_model, bu
 CHECKPOINT, BEST, METRICS, CURVES, SETTINGS = ("checkpoint.safetensors", "best.safetensors", "metrics.csv",
                                                 "curves.png", "settings.json")
 COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_s"]
+GRAD_NORMS, GRAD_NORMS_PLOT = "grad_norms.csv", "grad_norms.png"
 TIMING = {"seconds", "images_per_s"}          # the columns that differ from run to run
 
 
@@ -64,6 +68,8 @@ class Progress:
     seconds: float = 0.0
     best_acc: float = -1.0
     rows: List[Dict[str, float]] = dataclasses.field(default_factory=list)
+    grad_norm_sums: List[float] = dataclasses.field(default_factory=list)   # this epoch's, one per layer
+    grad_norms: List[List[float]] = dataclasses.field(default_factory=list)  # each epoch's means
 
 
 # ------------------------------------------------------------------------------------ the loop
@@ -103,6 +109,7 @@ def _train_one_epoch(settings: Settings, model: minires.nn.Module, optimizer: An
                      loader: minires.data.DataLoader, progress: Progress, stop: "_StopOnCtrlC", out: str) -> None:
     mr_random.default_generator().bit_generator.state = progress.epoch_rng   # this epoch's order and augmentations
     model.train()
+    layers = weight_layers(model) if settings.log_grad_norms else []
     bar = _bar(len(loader), f"epoch {progress.epoch + 1}/{settings.epochs}")
     bar.update(progress.step)
     started = time.perf_counter()
@@ -116,6 +123,8 @@ def _train_one_epoch(settings: Settings, model: minires.nn.Module, optimizer: An
             loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad()
             loss.backward()
+            if layers:
+                _add_grad_norms(layers, progress)
             optimizer.step()
             if schedule is not None:
                 schedule.step()
@@ -162,6 +171,12 @@ def _finish_epoch(settings: Settings, model: Any, optimizer: Any, schedule: Any,
     if test_acc > progress.best_acc:
         progress.best_acc = test_acc
         minires.save(model, os.path.join(out, BEST))
+    if settings.log_grad_norms:
+        progress.grad_norms.append([total / max(progress.step, 1) for total in progress.grad_norm_sums])
+        progress.grad_norm_sums = []
+        names = [name for name, _ in weight_layers(model)]
+        _write_grad_norms(os.path.join(out, GRAD_NORMS), names, progress.grad_norms)
+        _plot_grad_norms(os.path.join(out, GRAD_NORMS_PLOT), progress.grad_norms)
     progress.epoch, progress.step = progress.epoch + 1, 0
     progress.loss_sum, progress.correct, progress.seen, progress.seconds = 0.0, 0, 0, 0.0
     progress.epoch_rng = mr_random.default_generator().bit_generator.state   # where the next epoch begins
@@ -172,6 +187,55 @@ def _finish_epoch(settings: Settings, model: Any, optimizer: Any, schedule: Any,
     log(f"epoch {row['epoch']:>3}/{settings.epochs}: train loss {row['train_loss']:.4f} acc "
         f"{100 * row['train_acc']:.2f}% | test loss {row['test_loss']:.4f} acc {100 * row['test_acc']:.2f}% | "
         f"{row['seconds']:.1f} s, {row['images_per_s']:.0f} images/s")
+
+
+# ---------------------------------------------------------------------------- gradient norms
+def weight_layers(model: minires.nn.Module) -> List[tuple]:
+    """``(name, parameter)`` of every trainable weight of a convolution or linear layer (2 or more
+    dimensions), in the order the model registers them: depth order for the ResNets."""
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+
+
+def _add_grad_norms(layers: List[tuple], progress: Progress) -> None:
+    """Add this step's ||dL/dW|| (the Frobenius norm) of each layer to the epoch's running sums."""
+    grads = [p.grad.data for _, p in layers]
+    xp = backend.get_array_module(grads[0])
+    squares = backend.to_numpy(xp.stack([(g * g).sum() for g in grads])).astype("float64")   # (layers,)
+    norms = [float(v) ** 0.5 for v in squares]
+    sums = progress.grad_norm_sums or [0.0] * len(norms)
+    progress.grad_norm_sums = [total + norm for total, norm in zip(sums, norms)]
+
+
+def _write_grad_norms(path: str, names: List[str], epochs: List[List[float]]) -> None:
+    """One row per epoch and layer: the layer's depth (1 = first), its weight's name, the mean norm."""
+    lines = ["epoch,depth,layer,grad_norm"]
+    lines += [f"{e},{d},{name},{norm!r}" for e, norms in enumerate(epochs, 1)
+              for d, (name, norm) in enumerate(zip(names, norms), 1)]
+    _write_text(path, "\n".join(lines) + "\n")
+
+
+def _plot_grad_norms(path: str, epochs: List[List[float]]) -> None:
+    """The mean gradient norm by layer depth, one line per epoch (dark = early), log scale."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(8, 4))
+    colours = plt.get_cmap("viridis")
+    for e, norms in enumerate(epochs):
+        ax.plot(range(1, len(norms) + 1), norms, marker=".", color=colours(e / max(len(epochs) - 1, 1)),
+                label=f"epoch {e + 1}" if e in (0, len(epochs) - 1) else None)
+    ax.set(xlabel="layer (depth)", ylabel="||dL/dW||, mean over the epoch", yscale="log",
+           title="gradient norm of each layer's weights")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, png.getvalue())
 
 
 # ------------------------------------------------------------------------------ checkpoints

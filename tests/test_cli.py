@@ -1,19 +1,43 @@
 """The `minires` command: each subcommand runs and says what it did."""
+import re
+
 import pytest
 
 from minires.cli import main
 
 
 def test_gradcheck_all_passes(capsys):
-    assert main(["gradcheck", "all"]) == 0
+    assert main(["gradcheck", "all", "--examples", "3"]) == 0
     out = capsys.readouterr().out
-    for name in ("conv2d", "max_pool2d", "batch_norm", "cross_entropy", "basic_block", "bottleneck"):
-        assert f"{name}" in out and "passed" in out
+    for name in ("relu", "linear", "matmul", "add", "mul", "div", "sum", "mean", "max", "conv2d", "max_pool2d",
+                 "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "log_softmax", "cross_entropy", "basic_block",
+                 "bottleneck"):
+        assert re.search(rf"^{name} +passed in", out, flags=re.M), out
+    assert "18 of 18 operations passed (3 drawn examples each, seed 0)" in out
+
+
+def test_gradcheck_reports_every_operation_and_the_smallest_failing_case(capsys, monkeypatch):
+    from minires.functional.activation import ReLU
+
+    real = ReLU.forward
+
+    def forward(self, x):                              # planted: ReLU'(0) = 1
+        out = real(self, x)
+        self.mask = x >= 0
+        return out
+    monkeypatch.setattr(ReLU, "forward", forward)
+    assert main(["gradcheck", "relu", "sum", "--examples", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "relu                 FAILED" in out and "smallest failing case: shape=(3, 4), seed=0" in out
+    assert "ReLU'(0) = 0" in out and re.search(r"^sum +passed in", out, flags=re.M)
+    assert "1 of 2 operations passed; failed: relu" in out
 
 
 def test_gradcheck_of_an_unknown_operation_names_the_choices():
-    with pytest.raises(SystemExit, match="unknown operation 'conv3d'; choose one of: .*conv2d"):
+    with pytest.raises(SystemExit, match="unknown operation 'conv3d'; choose one of: all, .*conv2d"):
         main(["gradcheck", "conv3d"])
+    with pytest.raises(SystemExit, match="--examples must be at least 1"):
+        main(["gradcheck", "relu", "--examples", "0"])
 
 
 def test_summary_prints_the_tutorial_totals(capsys):

@@ -231,3 +231,61 @@ def test_resuming_a_run_that_stopped_before_its_first_checkpoint_says_so(tmp_pat
     (tmp_path / "run" / T.SETTINGS).write_text(json.dumps(QUICK))
     assert main(["train", "--resume", str(tmp_path / "run")]) == 2
     assert "stopped before its first checkpoint" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- gradient norms
+def test_log_grad_norms_writes_each_layers_norm_per_epoch_and_plots_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "2", "--batch-size", "128", "--log-grad-norms", "--out", str(out)]) == 0
+    assert json.loads((out / T.SETTINGS).read_text())["log_grad_norms"] is True
+    rows = read_metrics(out / T.GRAD_NORMS)
+    layers = [name for name, _ in T.weight_layers(minires.models.resnet20(in_channels=1))]
+    assert len(layers) == 20 and layers[0] == "conv1.weight" and layers[-1] == "fc.weight"
+    assert [(int(r["epoch"]), int(r["depth"]), r["layer"]) for r in rows] == \
+        [(e, d, name) for e in (1, 2) for d, name in enumerate(layers, 1)]
+    assert all(0 < float(r["grad_norm"]) < float("inf") for r in rows)
+    assert (out / T.GRAD_NORMS_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "plain").exists()
+    T.train(Settings(**dict(QUICK, epochs=1)), str(tmp_path / "plain"), log=lambda m: None)
+    assert not (tmp_path / "plain" / T.GRAD_NORMS).exists()          # only when asked for
+
+
+def test_the_grad_norms_are_the_mean_over_the_epochs_steps(tmp_path, monkeypatch):
+    """One epoch of one batch: the logged norm is that step's ||dL/dW||, measured before the update."""
+    seen = {}
+    real = T._add_grad_norms
+
+    def spy(layers, progress):
+        seen.update({name: float((p.grad.numpy().astype("float64") ** 2).sum()) ** 0.5 for name, p in layers})
+        real(layers, progress)
+
+    monkeypatch.setattr(T, "_add_grad_norms", spy)
+    T.train(Settings(**dict(QUICK, epochs=1, batch_size=2000, log_grad_norms=True)), str(tmp_path), log=lambda m: None)
+    rows = read_metrics(tmp_path / T.GRAD_NORMS)
+    assert [float(r["grad_norm"]) for r in rows] == pytest.approx([seen[r["layer"]] for r in rows], rel=1e-6)
+
+
+@pytest.mark.parametrize("stop_after", [3, 19], ids=["mid-epoch-1", "mid-epoch-2"])
+def test_resuming_gives_exactly_the_grad_norms_of_a_run_never_stopped(tmp_path, monkeypatch, stop_after):
+    settings = Settings(**dict(QUICK, log_grad_norms=True))      # 2 epochs of 12 batches of 128
+    T.train(settings, str(tmp_path / "whole"), log=lambda m: None)
+    out = str(tmp_path / "stopped")
+    with monkeypatch.context() as m:
+        m.setattr(T, "_StopOnCtrlC", StopAfter(stop_after))
+        with pytest.raises(T.Interrupted):
+            T.train(settings, out, log=lambda m: None)
+    minires.manual_seed(12345)
+    T.train(settings, out, resume=True, log=lambda m: None)
+    assert (tmp_path / "stopped" / T.GRAD_NORMS).read_text() == (tmp_path / "whole" / T.GRAD_NORMS).read_text()
+
+
+def test_the_paper_recipe_divides_the_lr_by_10_at_half_and_three_quarters():
+    from minires.recipes import build_optimizer
+    settings = Settings(**dict(RECIPES["cifar10-paper"], epochs=4))
+    optimizer, schedule = build_optimizer(settings, minires.models.resnet20(), steps_per_epoch=10)
+    lrs = []
+    for _ in range(40):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        schedule.step()
+    assert lrs[19] == 0.1 and lrs[20] == pytest.approx(0.01) and lrs[29] == pytest.approx(0.01)
+    assert lrs[30] == pytest.approx(0.001)

@@ -9,6 +9,7 @@ from minires.functional.conv import conv2d, save_cols
 from minires.functional.linear import linear, matmul
 from minires.functional.loss import cross_entropy, log_softmax, nll_loss
 from minires.functional.normalization import batch_norm
+from minires.functional.padding import pad
 from minires.functional.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from minires.functional.reduction import max, mean, sum
 from minires.functional.shape import flatten, getitem, permute, reshape, to, transpose
@@ -20,4 +21,5 @@ __all__ = [
     "matmul", "linear", "relu",
     "conv2d", "save_cols", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
     "batch_norm", "log_softmax", "cross_entropy", "nll_loss",
+    "pad",
 ]

@@ -4,6 +4,8 @@ behind in-place updates (clone, fill).
 Each operation is a Function whose forward and backward sit side by side. The binary ones
 broadcast like NumPy; their backward sums the gradient back to each input's own shape
 (``sum_to_shape``), because an input that was broadcast was, in effect, used many times.
+
+Derivation: docs/derivations/arithmetic.md.
 """
 from __future__ import annotations
 
@@ -39,7 +41,10 @@ def check_same_dtype(op: str, a: Array, b: Array) -> None:
 
 
 class Add(Function):
-    """out = a + b;  da = dout, db = dout (each summed back to its shape)."""
+    """out = a + b;  da = dout, db = dout (each summed back to its shape).
+
+    Derivation: docs/derivations/arithmetic.md.
+    """
 
     def forward(self, a: Array, b: Array) -> Array:
         check_same_dtype("add", a, b)
@@ -51,7 +56,10 @@ class Add(Function):
 
 
 class Sub(Function):
-    """out = a - b;  da = dout, db = -dout."""
+    """out = a - b;  da = dout, db = -dout.
+
+    Derivation: docs/derivations/arithmetic.md.
+    """
 
     def forward(self, a: Array, b: Array) -> Array:
         check_same_dtype("sub", a, b)
@@ -63,7 +71,10 @@ class Sub(Function):
 
 
 class Mul(Function):
-    """out = a * b;  da = dout * b, db = dout * a."""
+    """out = a * b;  da = dout * b, db = dout * a.
+
+    Derivation: docs/derivations/arithmetic.md.
+    """
 
     def forward(self, a: Array, b: Array) -> Array:
         check_same_dtype("mul", a, b)
@@ -77,7 +88,10 @@ class Mul(Function):
 
 
 class Div(Function):
-    """out = a / b;  da = dout / b, db = -dout * a / b**2 = -dout * out / b."""
+    """out = a / b;  da = dout / b, db = -dout * a / b**2 = -dout * out / b.
+
+    Derivation: docs/derivations/arithmetic.md.
+    """
 
     def forward(self, a: Array, b: Array) -> Array:
         check_same_dtype("div", a, b)
@@ -92,7 +106,10 @@ class Div(Function):
 
 
 class Neg(Function):
-    """out = -x;  dx = -dout."""
+    """out = -x;  dx = -dout.
+
+    Derivation: docs/derivations/arithmetic.md.
+    """
 
     def forward(self, x: Array) -> Array:
         return -x
@@ -102,7 +119,10 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """out = a ** b;  da = dout * b * a**(b-1), db = dout * out * log(a)."""
+    """out = a ** b;  da = dout * b * a**(b-1), db = dout * out * log(a).
+
+    Derivation: docs/derivations/arithmetic.md.
+    """
 
     def forward(self, a: Array, b: Array) -> Array:
         check_same_dtype("pow", a, b)
@@ -121,7 +141,10 @@ class Pow(Function):
 
 
 class Exp(Function):
-    """out = exp(x);  dx = dout * out."""
+    """out = exp(x);  dx = dout * out.
+
+    Derivation: docs/derivations/arithmetic.md.
+    """
 
     def forward(self, x: Array) -> Array:
         self.out = get_array_module(x).exp(x)
@@ -132,7 +155,10 @@ class Exp(Function):
 
 
 class Log(Function):
-    """out = log(x);  dx = dout / x."""
+    """out = log(x);  dx = dout / x.
+
+    Derivation: docs/derivations/arithmetic.md.
+    """
 
     def forward(self, x: Array) -> Array:
         self.x = x
@@ -143,7 +169,10 @@ class Log(Function):
 
 
 class Sqrt(Function):
-    """out = sqrt(x);  dx = dout / (2 * out)."""
+    """out = sqrt(x);  dx = dout / (2 * out).
+
+    Derivation: docs/derivations/arithmetic.md.
+    """
 
     def forward(self, x: Array) -> Array:
         self.out = get_array_module(x).sqrt(x)
@@ -158,6 +187,8 @@ class Clamp(Function):
 
     At the bounds themselves the gradient passes (PyTorch's rule), so ``clamp(x, 0)`` differs
     from ``relu(x)`` only at x = 0.
+
+    Derivation: docs/derivations/arithmetic.md.
     """
 
     def __init__(self, lo: Optional[float], hi: Optional[float]):
@@ -179,7 +210,10 @@ class Clamp(Function):
 
 
 class Clone(Function):
-    """out = x, in new memory;  dx = dout."""
+    """out = x, in new memory;  dx = dout.
+
+    Derivation: docs/derivations/arithmetic.md.
+    """
 
     def forward(self, x: Array) -> Array:
         return x.copy()
@@ -192,6 +226,8 @@ class Fill(Function):
     """out = value everywhere (x's shape and dtype);  dx = 0: the new values forget the old ones.
 
     This is what ``x.fill_(v)`` records when ``x`` is part of a graph.
+
+    Derivation: docs/derivations/arithmetic.md.
     """
 
     def __init__(self, value: float):

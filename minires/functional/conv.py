@@ -22,7 +22,9 @@ one more ``im2col`` (a copy, no arithmetic). ``save_cols`` chooses, around the f
 recomputing is the default, from the measurements in ``benchmarks/results/``.
 
 A 1x1 kernel without padding needs no im2col: its "columns" are the pixels of x, so each image
-is multiplied as it lies. Derivation, step by step: docs/derivations/conv2d.md.
+is multiplied as it lies.
+
+Derivation: docs/derivations/conv2d.md.
 """
 from __future__ import annotations
 
@@ -139,6 +141,7 @@ class Conv2d(Function):
         return result[0] if self.unbatched else result
 
     def backward(self, dout: Array) -> tuple:
+        # BEGIN SOLUTION conv2d
         xp = get_array_module(dout)
         dout4 = dout[None] if self.unbatched else dout                       # (N, C_out, oH, oW)
         N, C_out, oh, ow = dout4.shape
@@ -178,6 +181,7 @@ class Conv2d(Function):
         if dx is not None and self.unbatched:
             dx = dx[0]                                                       # (C_in, H, W)
         return dx, dw, db
+        # END SOLUTION
 
 
 def conv2d(x: Any, weight: Any, bias: Any = None, stride: IntOrPair = 1, padding: IntOrPair = 0,

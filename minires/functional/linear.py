@@ -3,6 +3,8 @@
 For out = a @ b, each out[i, j] = sum_k a[i, k] * b[k, j], so
     da = dout @ b^T     and     db = a^T @ dout.
 Batched products broadcast over the leading axes; the backward sums those back.
+
+Derivation: docs/derivations/linear.md.
 """
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ def _mT(x: Array) -> Array:
 
 
 class MatMul(Function):
-    """out = a @ b (NumPy's matmul rules);  da = dout @ b^T, db = a^T @ dout."""
+    """out = a @ b (NumPy's matmul rules);  da = dout @ b^T, db = a^T @ dout.
+
+    Derivation: docs/derivations/linear.md.
+    """
 
     def forward(self, a: Array, b: Array) -> Array:
         check_same_dtype("matmul", a, b)
@@ -33,6 +38,7 @@ class MatMul(Function):
         return get_array_module(a).matmul(a, b)
 
     def backward(self, dout: Array) -> tuple:
+        # BEGIN SOLUTION matmul
         a2 = self.a if self.a.ndim > 1 else self.a[None, :]              # (k,) -> (1, k)
         b2 = self.b if self.b.ndim > 1 else self.b[:, None]              # (k,) -> (k, 1)
         if self.a.ndim == 1:
@@ -45,12 +51,15 @@ class MatMul(Function):
         if self.needs_input_grad[1]:
             db = sum_to_shape(_mT(a2) @ dout, b2.shape).reshape(self.b.shape)
         return da, db
+        # END SOLUTION
 
 
 class Linear(Function):
     """out = x @ W^T + b, x (..., in), W (out, in), b (out,).
 
     dx = dout @ W;  dW = dout^T @ x (over all leading axes);  db = dout summed over them.
+
+    Derivation: docs/derivations/linear.md.
     """
 
     def forward(self, x: Array, weight: Array, bias: Optional[Array]) -> Array:
@@ -65,11 +74,13 @@ class Linear(Function):
         return out if bias is None else out + bias
 
     def backward(self, dout: Array) -> tuple:
+        # BEGIN SOLUTION linear
         dout2 = dout.reshape(-1, dout.shape[-1])                         # (M, out)
         dx = dout @ self.weight if self.needs_input_grad[0] else None   # (..., in)
         dw = dout2.T @ self.x.reshape(-1, self.x.shape[-1]) if self.needs_input_grad[1] else None
         db = dout2.sum(axis=0) if self.needs_input_grad[2] else None
         return dx, dw, db
+        # END SOLUTION
 
 
 def matmul(a: Any, b: Any):

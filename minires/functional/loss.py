@@ -40,7 +40,10 @@ def stable_log_softmax(x: Array, axis: int) -> Array:
 
 
 class LogSoftmax(Function):
-    """out = x - logsumexp(x) along ``dim``;  dx = dout - softmax * sum(dout) along ``dim``."""
+    """out = x - logsumexp(x) along ``dim``;  dx = dout - softmax * sum(dout) along ``dim``.
+
+    Derivation: docs/derivations/cross_entropy.md.
+    """
 
     def __init__(self, dim: int = 1):
         self.dim = dim
@@ -56,7 +59,9 @@ class LogSoftmax(Function):
         return out
 
     def backward(self, dout: Array) -> tuple:
+        # BEGIN SOLUTION log_softmax
         return (dout - self.softmax * dout.sum(axis=self.dim, keepdims=True),)
+        # END SOLUTION
 
 
 def _check_target(op: str, logits: Array, target: Array) -> None:
@@ -112,7 +117,10 @@ def _onehot(target: Array, num_classes: int, dtype: Any) -> Array:
 
 
 class CrossEntropy(Function):
-    """loss = -sum_c q_c * log_softmax(logits)_c, q = (1 - ls) * onehot + ls / C;  dlogits = (softmax - q) * dloss."""
+    """loss = -sum_c q_c * log_softmax(logits)_c, q = (1 - ls) * onehot + ls / C;  dlogits = (softmax - q) * dloss.
+
+    Derivation: docs/derivations/cross_entropy.md.
+    """
 
     def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0):
         self.reduction, self.label_smoothing = reduction, label_smoothing
@@ -131,15 +139,20 @@ class CrossEntropy(Function):
         return _reduce(losses.reshape(target_shape), self.reduction)
 
     def backward(self, dout: Array) -> tuple:
+        # BEGIN SOLUTION cross_entropy
         C, ls = self.softmax.shape[1], self.label_smoothing
         dloss = _dloss(dout, self.reduction, self.target.shape)                     # (N, d1, ...)
         q = (1 - ls) * _onehot(self.target, C, self.softmax.dtype) + ls / C       # (N, C, d1, ...)
         dlogits = (self.softmax - q) * dloss[:, None]                               # (N, C, d1, ...)
         return dlogits.reshape(self.logits_shape), None
+        # END SOLUTION
 
 
 class NLLLoss(Function):
-    """loss = -logp[target] (logp: log-probabilities, e.g. from log_softmax);  dlogp = -onehot * dloss."""
+    """loss = -logp[target] (logp: log-probabilities, e.g. from log_softmax);  dlogp = -onehot * dloss.
+
+    Derivation: docs/derivations/cross_entropy.md.
+    """
 
     def __init__(self, reduction: str = "mean"):
         self.reduction = reduction

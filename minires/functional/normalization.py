@@ -26,6 +26,8 @@ block stays in cache through all the steps of the formula, which then cost littl
 reading x (or dout) once from memory. Each step writes into an array it already has (``out=``):
 the forward allocates only its output, the backward only ``dx``. The backward needs ``xhat``: it
 recomputes it from x, a block at a time, instead of keeping another array of x's size.
+
+Derivation: docs/derivations/batch_norm.md.
 """
 from __future__ import annotations
 
@@ -66,6 +68,8 @@ class BatchNorm(Function):
     Inputs: x (N, C, ...), running_mean (C,), running_var (C,), weight = gamma (C,),
     bias = beta (C,); any of the last four may be None. Only x, weight and bias get gradients:
     the running statistics are buffers, updated in place when training.
+
+    Derivation: docs/derivations/batch_norm.md.
     """
 
     def __init__(self, training: bool = False, momentum: float = 0.1, eps: float = 1e-5):
@@ -106,6 +110,7 @@ class BatchNorm(Function):
         return out
 
     def backward(self, dout: Array) -> tuple:
+        # BEGIN SOLUTION batch_norm
         xp = get_array_module(dout)
         shape = _channel_shape(dout)                           # (1, -1, 1, ...)
         axes = (0,) + tuple(range(2, dout.ndim))
@@ -134,6 +139,7 @@ class BatchNorm(Function):
         return (dx if self.needs_input_grad[0] else None, None, None,
                 dweight if self.needs_input_grad[3] else None,
                 dbias if self.needs_input_grad[4] else None)
+        # END SOLUTION
 
 
 def _check_arguments(x: Array, running_mean: Optional[Array], running_var: Optional[Array],

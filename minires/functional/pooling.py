@@ -19,6 +19,8 @@ bins follow from the input and the output size, and it is two small matrix produ
 
 Every operation takes (N, C, H, W) or, as in PyTorch, a single (C, H, W) image.
 Derivations: docs/derivations/pooling.md.
+
+Derivation: docs/derivations/pooling.md.
 """
 from __future__ import annotations
 
@@ -131,6 +133,8 @@ class MaxPool2d(Function):
 
     dx[n, c, r, q] = sum of dout[n, c, i, j] over the windows (i, j) whose winner is x[n, c, r, q],
     the winner being the window's FIRST maximum in row-major order (strict ``>``, as in PyTorch).
+
+    Derivation: docs/derivations/pooling.md.
     """
 
     def __init__(self, kernel_size: IntOrPair, stride: Optional[IntOrPair] = None, padding: IntOrPair = 0,
@@ -173,6 +177,7 @@ class MaxPool2d(Function):
         return out[0] if self.unbatched else out
 
     def backward(self, dout: Array) -> tuple:
+        # BEGIN SOLUTION max_pool2d
         xp = get_array_module(dout)
         dout4 = dout[None] if self.unbatched else dout                     # (N, C, oH, oW)
         N, C, oh, ow = dout4.shape
@@ -184,6 +189,7 @@ class MaxPool2d(Function):
         geometry = (self.kernel, self.stride, self.padding, self.dilation)
         dx = _add_back_through_windows(slab_grad, self.x_shape, geometry, (oh, ow), dout)  # (N, C, H, W)
         return (dx[0] if self.unbatched else dx,)
+        # END SOLUTION
 
 
 # ------------------------------------------------------------------------------- average pooling
@@ -206,6 +212,8 @@ class AvgPool2d(Function):
     """out[n, c, i, j] = (sum of x_pad[n, c] over window (i, j)) / divisor[i, j]   (x padded with 0);
 
     linear, so dx = the transpose: dout / divisor added back onto every position of its window.
+
+    Derivation: docs/derivations/pooling.md.
     """
 
     def __init__(self, kernel_size: IntOrPair, stride: Optional[IntOrPair] = None, padding: IntOrPair = 0,
@@ -243,6 +251,7 @@ class AvgPool2d(Function):
         return out[0] if self.unbatched else out
 
     def backward(self, dout: Array) -> tuple:
+        # BEGIN SOLUTION avg_pool2d
         xp = get_array_module(dout)
         dout4 = dout[None] if self.unbatched else dout                     # (N, C, oH, oW)
         N, C, oh, ow = dout4.shape
@@ -254,6 +263,7 @@ class AvgPool2d(Function):
         geometry = (self.kernel, self.stride, self.padding, (1, 1))
         dx = _add_back_through_windows(slab_grad, self.x_shape, geometry, (oh, ow), dout)  # (N, C, H, W)
         return (dx[0] if self.unbatched else dx,)
+        # END SOLUTION
 
 
 # ------------------------------------------------------------------------------- adaptive average pooling
@@ -282,6 +292,8 @@ class AdaptiveAvgPool2d(Function):
     """out[n, c] = A_h @ x[n, c] @ A_w^T, A_h (oH, H) and A_w (oW, W) the averaging matrices;
 
     linear, so dx[n, c] = A_h^T @ dout[n, c] @ A_w.  output_size 1 is the plain mean over (H, W).
+
+    Derivation: docs/derivations/pooling.md.
     """
 
     def __init__(self, output_size: Union[int, Sequence[Optional[int]]]):
@@ -303,6 +315,7 @@ class AdaptiveAvgPool2d(Function):
         return out[0] if self.unbatched else out
 
     def backward(self, dout: Array) -> tuple:
+        # BEGIN SOLUTION adaptive_avg_pool2d
         xp = get_array_module(dout)
         dout4 = dout[None] if self.unbatched else dout                     # (N, C, oH, oW)
         N, C, H, W = self.x_shape
@@ -311,6 +324,7 @@ class AdaptiveAvgPool2d(Function):
         else:
             dx = self.A_h.T @ dout4 @ self.A_w                             # (N, C, H, W)
         return (dx[0] if self.unbatched else dx,)
+        # END SOLUTION
 
 
 # ------------------------------------------------------------------------------- PyTorch's functions

@@ -3,6 +3,8 @@
 The backward of a reduction spreads ``dout`` back over the axes it removed: ``sum`` copies
 it to every element, ``mean`` also divides by the count, ``max`` sends it to the element
 that won (the first one, when several tie).
+
+Derivation: docs/derivations/reduction.md.
 """
 from __future__ import annotations
 
@@ -35,7 +37,10 @@ def _expand_back(dout: Array, shape: tuple, dims: tuple, keepdim: bool) -> Array
 
 
 class Sum(Function):
-    """out = sum over dims of x;  dx = dout broadcast back over those dims."""
+    """out = sum over dims of x;  dx = dout broadcast back over those dims.
+
+    Derivation: docs/derivations/reduction.md.
+    """
 
     def __init__(self, dim: Any = None, keepdim: bool = False):
         self.dim, self.keepdim = dim, keepdim
@@ -52,7 +57,10 @@ class Sum(Function):
 
 
 class Mean(Function):
-    """out = sum over dims of x / n;  dx = dout / n broadcast back (n = elements per output)."""
+    """out = sum over dims of x / n;  dx = dout / n broadcast back (n = elements per output).
+
+    Derivation: docs/derivations/reduction.md.
+    """
 
     def __init__(self, dim: Any = None, keepdim: bool = False):
         self.dim, self.keepdim = dim, keepdim
@@ -72,7 +80,10 @@ class Mean(Function):
 
 
 class Max(Function):
-    """out = max over one dim (or all);  dx = dout at the first maximum, 0 elsewhere."""
+    """out = max over one dim (or all);  dx = dout at the first maximum, 0 elsewhere.
+
+    Derivation: docs/derivations/reduction.md.
+    """
 
     def __init__(self, dim: Optional[int] = None, keepdim: bool = False):
         self.dim, self.keepdim = dim, keepdim

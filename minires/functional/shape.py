@@ -3,6 +3,8 @@
 None of them changes a value; each only moves values around. So each backward moves
 ``dout`` back to where the values came from: the inverse reshape or permutation, or, for
 indexing, a scatter that adds where one element was picked more than once.
+
+Derivation: docs/derivations/shape.md.
 """
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ from minires.backend import Array, get_array_module
 
 
 class Reshape(Function):
-    """out = x viewed with a new shape;  dx = dout reshaped back."""
+    """out = x viewed with a new shape;  dx = dout reshaped back.
+
+    Derivation: docs/derivations/shape.md.
+    """
 
     def __init__(self, shape: Sequence[int]):
         self.new_shape = tuple(shape)
@@ -33,7 +38,10 @@ class Reshape(Function):
 
 
 class Permute(Function):
-    """out = x with its axes reordered by ``dims``;  dx = dout with the inverse order."""
+    """out = x with its axes reordered by ``dims``;  dx = dout with the inverse order.
+
+    Derivation: docs/derivations/shape.md.
+    """
 
     def __init__(self, dims: Sequence[int]):
         self.dims = tuple(dims)
@@ -50,7 +58,10 @@ class Permute(Function):
 
 
 class GetItem(Function):
-    """out = x[index];  dx = zeros with dout added at index (repeated indices accumulate)."""
+    """out = x[index];  dx = zeros with dout added at index (repeated indices accumulate).
+
+    Derivation: docs/derivations/shape.md.
+    """
 
     def __init__(self, index: Any):
         self.index = index
@@ -69,7 +80,10 @@ class GetItem(Function):
 
 
 class To(Function):
-    """out = x converted to another dtype and/or device;  dx = dout converted back."""
+    """out = x converted to another dtype and/or device;  dx = dout converted back.
+
+    Derivation: docs/derivations/shape.md.
+    """
 
     def __init__(self, dtype: Any = None, device: Any = None):
         self.dtype, self.device = dtype, device

@@ -20,13 +20,13 @@ so every input must be float64. Derivation: docs/gradcheck.md.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Optional, Sequence
 
 import numpy
 
 from minires import backend
 from minires.tensor import Tensor
+from minires.testing.tiers import GradcheckError, Tiers, rel
 
 
 # The checks draw G and their directions from their own stream: salting the seed keeps them from
@@ -39,14 +39,10 @@ def _generator(seed: int) -> numpy.random.Generator:
     return numpy.random.default_rng([_SALT, seed])
 
 
-class GradcheckError(AssertionError):
-    """A backward pass disagrees with finite differences; the message says where and by how much."""
-
-
 def _as_inputs(inputs: Sequence[Any]) -> list:
     """Leaf copies of the inputs, so checking never touches the caller's tensors or their .grad."""
     leaves = []
-    for i, x in enumerate(inputs):
+    for x in inputs:
         if isinstance(x, Tensor):
             leaves.append(Tensor(x.data.copy(), requires_grad=x.requires_grad))
         elif backend.is_array(x):
@@ -56,43 +52,28 @@ def _as_inputs(inputs: Sequence[Any]) -> list:
     return leaves
 
 
-def _evaluate(fn: Callable, inputs: list, G: Any) -> float:
-    """L(x) = <G, f(x)> without recording a graph."""
-    from minires.autograd import no_grad
-    with no_grad():
-        out = fn(*inputs)
-    return float((out.data * G).sum())
+def _operation_name(fn: Callable, out: Tensor) -> str:
+    """``fn``'s own name; for a lambda, the Functions met in its graph (``Conv2d + ReLU``)."""
+    name = getattr(fn, "__name__", None)
+    if name and name != "<lambda>":
+        return name
+    from minires.autograd import _topological_order
 
-
-def _perturbed(fn: Callable, inputs: list, G: Any, idx: int, direction: Any, h: float) -> float:
-    """Central difference of L along ``direction`` in input ``idx``: (L(x+hv) - L(x-hv)) / 2h."""
-    x = inputs[idx].data
-    saved = x.copy()
-    x += h * direction
-    plus = _evaluate(fn, inputs, G)
-    x[...] = saved - h * direction
-    minus = _evaluate(fn, inputs, G)
-    x[...] = saved
-    return (plus - minus) / (2 * h)
-
-
-def _close(analytic: float, numeric: float, atol: float, rtol: float) -> bool:
-    return abs(analytic - numeric) <= atol + rtol * abs(numeric)
-
-
-def _rel(analytic: float, numeric: float) -> float:
-    return abs(analytic - numeric) / max(abs(numeric), abs(analytic), 1e-300)
+    met = [] if out._creator is None else [type(f).__name__ for f in _topological_order(out)]
+    return " + ".join(dict.fromkeys(met)) or type(fn).__name__
 
 
 def gradcheck(fn: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, atol: float = 1e-6,
               rtol: float = 1e-4, seed: int = 0, n_directions: int = 2,
-              elementwise: Optional[bool] = None, max_elementwise: int = 512) -> bool:
+              elementwise: Optional[bool] = None, max_elementwise: int = 512,
+              name: Optional[str] = None) -> bool:
     """Check ``fn``'s backward pass against central differences; raise ``GradcheckError`` if wrong.
 
     ``fn`` takes the inputs (Tensors, or anything else passed through unchanged) and returns one
     Tensor. The inputs with ``requires_grad=True`` are checked; they must be float64.
     ``elementwise=None`` runs the per-element tier on every input of at most ``max_elementwise``
-    elements (and on any input that failed a cheaper tier). Returns True when all agree.
+    elements (and on any input that failed a cheaper tier). Messages call the operation ``name``,
+    by default ``fn.__name__`` or, for a lambda, the Functions in its graph. Returns True when all agree.
     """
     leaves = _as_inputs(inputs)
     checked = [i for i, t in enumerate(leaves) if isinstance(t, Tensor) and t.requires_grad]
@@ -106,14 +87,30 @@ def gradcheck(fn: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, atol: 
     rng = _generator(seed)
     xp = backend.get_array_module(leaves[checked[0]].data)
 
-    def random_like(t: Tensor) -> Any:
-        return xp.asarray(rng.standard_normal(t.shape))
+    def random_like(a: Any) -> Any:
+        return xp.asarray(rng.standard_normal(a.shape))
+
+    def forward() -> Any:
+        from minires.autograd import no_grad
+        with no_grad():
+            return fn(*leaves).data
+
+    def vjp(G: Any) -> dict:
+        out = fn(*leaves)
+        out.backward(G)
+        grads = {}
+        for i in checked:
+            grad = leaves[i].grad
+            grads[i] = xp.zeros(leaves[i].shape) if grad is None else grad.data
+            leaves[i].grad = None
+        return grads
 
     out = fn(*leaves)
     if not isinstance(out, Tensor):
         raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
     if out.dtype != numpy.float64:
         raise TypeError(f"gradcheck: fn returned {out.dtype} from float64 inputs: a silent dtype change")
+    label = name or _operation_name(fn, out)
     G = random_like(out)                                         # the random upstream gradient
     out.backward(G)
     analytic = {}
@@ -121,77 +118,8 @@ def gradcheck(fn: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, atol: 
         grad = leaves[i].grad
         analytic[i] = xp.zeros(leaves[i].shape) if grad is None else grad.data
         leaves[i].grad = None
-
-    def fail(message: str) -> None:
-        raise GradcheckError(f"gradcheck of {getattr(fn, '__name__', 'fn')} failed: {message} "
-                             f"(eps={eps}, atol={atol}, rtol={rtol})")
-
-    # Tier 1: one direction through all inputs at once.
-    joint_failure = None
-    for _ in range(n_directions):
-        directions = {i: random_like(leaves[i]) for i in checked}
-        a = sum(float((analytic[i] * directions[i]).sum()) for i in checked)
-        n = _joint_difference(fn, leaves, G, directions, eps)
-        if not _close(a, n, atol * math.sqrt(len(checked)), rtol):
-            joint_failure = (a, n)
-            break
-    # Tier 2 (per input) and tier 3 (per element, for small or failing inputs).
-    for i in checked:
-        v = random_like(leaves[i])
-        a_i = float((analytic[i] * v).sum())
-        n_i = _perturbed(fn, leaves, G, i, v, eps)
-        failed = not _close(a_i, n_i, atol, rtol)
-        small = leaves[i].data.size <= max_elementwise
-        if failed or (elementwise is None and small) or elementwise:
-            _check_elements(fn, leaves, G, i, analytic[i], eps, atol, rtol, fail)
-        if failed:
-            fail(f"input {i} (shape {leaves[i].shape}): along a random direction the analytic "
-                 f"derivative is {a_i:.10g} but the numeric one is {n_i:.10g} (relative error "
-                 f"{_rel(a_i, n_i):.3g})")
-    if joint_failure is not None:
-        a, n = joint_failure
-        fail(f"along a random direction through all inputs the analytic derivative is {a:.10g} but "
-             f"the numeric one is {n:.10g} (relative error {_rel(a, n):.3g})")
-    return True
-
-
-def _joint_difference(fn: Callable, leaves: list, G: Any, directions: dict, h: float) -> float:
-    saved = {i: leaves[i].data.copy() for i in directions}
-    for i, v in directions.items():
-        leaves[i].data += h * v
-    plus = _evaluate(fn, leaves, G)
-    for i, v in directions.items():
-        leaves[i].data[...] = saved[i] - h * v
-    minus = _evaluate(fn, leaves, G)
-    for i in directions:
-        leaves[i].data[...] = saved[i]
-    return (plus - minus) / (2 * h)
-
-
-def _check_elements(fn: Callable, leaves: list, G: Any, i: int, analytic: Any, eps: float,
-                    atol: float, rtol: float, fail: Callable) -> None:
-    """Perturb each element of input ``i`` alone and report the worst disagreement."""
-    x = leaves[i].data
-    flat = x.reshape(-1)                                          # a view: writes reach x
-    analytic_flat = backend.to_numpy(analytic).reshape(-1)
-    worst, worst_excess = None, 0.0
-    for k in range(flat.size):
-        saved = float(flat[k])
-        flat[k] = saved + eps
-        plus = _evaluate(fn, leaves, G)
-        flat[k] = saved - eps
-        minus = _evaluate(fn, leaves, G)
-        flat[k] = saved
-        numeric = (plus - minus) / (2 * eps)
-        a = float(analytic_flat[k])
-        excess = abs(a - numeric) - (atol + rtol * abs(numeric))
-        if excess > worst_excess:
-            worst, worst_excess = (k, a, numeric), excess
-    if worst is not None:
-        k, a, numeric = worst
-        index = tuple(int(j) for j in numpy.unravel_index(k, x.shape))
-        fail(f"input {i} (shape {tuple(x.shape)}), worst element {index}: analytic {a:.10g}, "
-             f"numeric {numeric:.10g}, relative error {_rel(a, numeric):.3g}")
+    tiers = Tiers(label, {i: leaves[i].data for i in checked}, forward, vjp, G, eps, atol, rtol)
+    return tiers.run(analytic, random_like, n_directions, elementwise, max_elementwise)
 
 
 def gradcheck_module(module: Any, *inputs: Any, perturb: float = 0.1, seed: int = 0,
@@ -219,6 +147,7 @@ def gradcheck_module(module: Any, *inputs: Any, perturb: float = 0.1, seed: int 
         return module(*args[:len(inputs)])
 
     try:
+        options.setdefault("name", type(module).__name__)
         return gradcheck(module_output, *inputs, *leaves, seed=seed, **options)
     finally:
         for (owner, name), original in zip(owners, originals):
@@ -238,19 +167,21 @@ def adjoint_check(linear_fn: Callable, x_shape: Sequence[int], adjoint_fn: Optio
     if adjoint_fn is None:
         x_t = Tensor(x, requires_grad=True)
         Ax = linear_fn(x_t)
+        label = _operation_name(linear_fn, Ax)
         y = backend.to_device(rng.standard_normal(Ax.shape), device)
         Ax.backward(y)
         ATy, Ax = x_t.grad.data, Ax.data
     else:
         Ax = linear_fn(x)
+        label = f"{getattr(linear_fn, '__name__', 'fn')} and {getattr(adjoint_fn, '__name__', 'fn')}"
         y = backend.to_device(rng.standard_normal(tuple(Ax.shape)), device)
         ATy = adjoint_fn(y)
     if tuple(ATy.shape) != tuple(x.shape):
         raise GradcheckError(f"adjoint_check: A^T y has shape {tuple(ATy.shape)}, x has {tuple(x.shape)}")
     lhs, rhs = float((Ax * y).sum()), float((x * ATy).sum())
     if abs(lhs - rhs) > atol + rtol * max(abs(lhs), abs(rhs)):
-        raise GradcheckError(f"adjoint_check of {getattr(linear_fn, '__name__', 'fn')} failed: "
+        raise GradcheckError(f"adjoint_check of {label} failed: "
                              f"<A x, y> = {lhs:.15g} but <x, A^T y> = {rhs:.15g} "
-                             f"(relative error {_rel(lhs, rhs):.3g}); the backward is not the transpose "
+                             f"(relative error {rel(lhs, rhs):.3g}); the backward is not the transpose "
                              f"of the forward")
     return True

@@ -23,6 +23,20 @@ PAGES = {
     "docs/data.md": (),
     "docs/datasets.md": (),
     "docs/optim.md": (),
+    "docs/paper.md": (),
+    "docs/viz.md": (),
+    "docs/quickstart.md": (),
+    "docs/models.md": (),
+    "docs/gradcheck.md": ("hypothesis",),
+    "docs/nn.md": (),
+    "docs/weights.md": (),
+    "docs/derivations/arithmetic.md": (),
+    "docs/derivations/relu.md": (),
+    "docs/derivations/linear.md": (),
+    "docs/derivations/reduction.md": (),
+    "docs/derivations/shape.md": (),
+    "docs/derivations/padding.md": (),
+    "docs/exercises.md": (),
     # page: optional modules it needs
 }
 

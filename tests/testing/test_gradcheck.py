@@ -49,6 +49,8 @@ def element_failure(error: GradcheckError, shape: tuple) -> tuple:
     expected_rel = abs(analytic - numeric) / max(abs(analytic), abs(numeric))
     assert rel == pytest.approx(expected_rel, rel=1e-2)
     assert "eps=" in message and "rtol=" in message
+    assert "<lambda>" not in message and re.match(r"gradcheck of \w", message), message   # names the operation
+    assert "L = <G, f(x)>" in message and "weighted by G" in message    # the numbers are G-weighted sums
     return position, index, analytic, numeric
 
 
@@ -82,6 +84,20 @@ def test_a_missing_one_over_n_in_a_mean_is_caught(xp):
     position, index, analytic, numeric = element_failure(caught.value, (3, 5))
     assert position == 0
     assert analytic == pytest.approx(5 * numeric, rel=1e-6)             # off by exactly N
+    assert str(caught.value).startswith("gradcheck of Mean failed")      # the Function met in the graph
+    # the output (3,) is small: the element's own Jacobian entry, 1 against the true 1/N = 0.2
+    assert re.search(r"The Jacobian entry d out\[\d\] / d input0\[\d, \d\] itself: analytic 1, numeric 0.2",
+                     str(caught.value)), str(caught.value)
+
+
+def test_messages_use_an_explicit_name_or_the_function_name(xp):
+    x = leaf(xp, normal_array((3, 5), seed=1))
+
+    def my_mean(t):
+        return Mean.apply(t, forget_the_count=True)
+    for fn, name, expected in ((my_mean, None, "my_mean"), (lambda t: my_mean(t), "the row mean", "the row mean")):
+        with pytest.raises(GradcheckError, match=rf"^gradcheck of {expected} failed"):
+            gradcheck(fn, x, name=name)
 
 
 # ------------------------------------------------------------------ `=` instead of `+=` in col2im
