@@ -29,7 +29,7 @@ PAGES = {
     "docs/models.md": (),
     "docs/gradcheck.md": ("hypothesis",),
     "docs/nn.md": (),
-    "docs/weights.md": (),
+    "docs/weights.md": ("torch",),                  # its last blocks convert PyTorch checkpoints; test_io runs the rest
     "docs/derivations/arithmetic.md": (),
     "docs/derivations/relu.md": (),
     "docs/derivations/linear.md": (),
