@@ -6,6 +6,8 @@
                                         the test suite's gradient checks, per operation: passed or failed
     minires summary MODEL [--input-shape 1,3,224,224]
                                         a model's layers, output shapes and parameter counts
+    minires exercises new DIR [--ops ...] | grade DIR [--json FILE]
+                                        a student copy with backward passes to write; its grading
 """
 from __future__ import annotations
 
