@@ -10,17 +10,30 @@ A device is always reported in its full form, ``"cpu"`` or ``"cuda:N"``.
 """
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any, Union
 
 import numpy
 
-try:  # CuPy is optional: the `gpu` extra installs it.
-    import cupy
-    import cupyx
-except ImportError:  # pragma: no cover - depends on the machine
-    cupy = None
-    cupyx = None
+
+def _import_cupy() -> "tuple[Any, Any, Union[Exception, None]]":
+    """``(cupy, cupyx, None)``; without CuPy ``(None, None, None)``; and ``(None, None, error)`` when CuPy
+    is installed but fails to import (a CUDA library missing, a cupy-cudaXXx for another CUDA version):
+    the error is kept, to be shown when a GPU is asked for. CuPy is optional: the `gpu` extra installs it."""
+    try:
+        import cupy
+        import cupyx
+    except ModuleNotFoundError as error:
+        if error.name in ("cupy", "cupyx"):
+            return None, None, None
+        return None, None, error
+    except Exception as error:  # CuPy raises ImportError, and sometimes others, when CUDA is broken
+        return None, None, error
+    return cupy, cupyx, None
+
+
+cupy, cupyx, _CUPY_IMPORT_ERROR = _import_cupy()
 
 #: A NumPy or CuPy array. minires never sees any other kind of array.
 Array = Any
@@ -36,6 +49,12 @@ def cuda_is_available() -> bool:
         return cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:  # no driver, no device: CuPy raises its own runtime errors
         return False
+
+
+def available_devices() -> list:
+    """The device names this machine offers: ``["cpu"]``, then ``"cuda:0"``, ``"cuda:1"``, ... if any."""
+    count = cupy.cuda.runtime.getDeviceCount() if cuda_is_available() else 0
+    return ["cpu"] + [f"cuda:{i}" for i in range(count)]
 
 
 def get_array_module(array: Array) -> ModuleType:
@@ -120,6 +139,15 @@ def items_per_block(array: Array, item_bytes: int, count: int) -> int:
     return max(1, CPU_CACHE_BLOCK_BYTES // max(1, item_bytes))
 
 
+def erf(array: Array) -> Array:
+    """The error function, elementwise: CuPy's on a GPU; on the CPU the C library's, one element at
+    a time (NumPy has no erf of its own)."""
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        import cupyx.scipy.special
+        return cupyx.scipy.special.erf(array)
+    return numpy.asarray(numpy.frompyfunc(math.erf, 1, 1)(array), dtype=array.dtype)
+
+
 def synchronize(array: Array) -> None:
     """Wait until the GPU that holds ``array`` has finished its queued work (a no-op on the CPU):
     GPU kernels run asynchronously, so a timing must wait for them."""
@@ -157,6 +185,12 @@ class _NullContext:
 
 
 def _require_cuda(name: str) -> None:
+    if cupy is None and _CUPY_IMPORT_ERROR is not None:
+        error = _CUPY_IMPORT_ERROR
+        raise RuntimeError(
+            f"device {name!r} needs CuPy, which is installed but failed to import: {type(error).__name__}: "
+            f"{error}. Check that the cupy-cudaXXx package matches this machine's CUDA version "
+            f"(python -c 'import cupy' shows the whole error)") from error
     if cupy is None:
         raise RuntimeError(
             f"device {name!r} needs CuPy, which is not installed: pip install 'minires[gpu]'")

@@ -4,7 +4,7 @@
     minires demo                        a ResNet block: forward, backward, gradient check
     minires gradcheck [OP ...|all] [--examples N] [--seed S]
                                         the test suite's gradient checks, per operation: passed or failed
-    minires summary MODEL [--input-shape 1,3,224,224]
+    minires summary MODEL [--input-shape N,C,H,W]
                                         a model's layers, output shapes and parameter counts
     minires exercises new DIR [--ops ...] | grade DIR [--json FILE]
                                         a student copy with backward passes to write; its grading
@@ -107,13 +107,31 @@ def demo() -> None:
         print(f"  {name:<14} passed in {seconds:.2f} s")
 
 
-def summary(model_name: str, input_shape: List[int]) -> None:
+#: Each model family's natural input, (C, H, W), by the module of ``minires.models`` that builds it.
+NATURAL_INPUT = {"resnet": (3, 224, 224),      # torchvision's ImageNet models
+                 "d2l": (1, 224, 224),         # the book's Fashion-MNIST model, resized to 224x224
+                 "cifar": (3, 32, 32), "preact": (3, 32, 32),
+                 "small": (3, 32, 32)}         # the paper's resnet20..110 and plain20..110
+
+
+def natural_input_shape(model_name: str) -> Tuple[int, ...]:
+    """The input ``minires summary MODEL`` uses when no ``--input-shape`` is given: batch 1, the model's own size."""
     import minires.models as models
 
-    builder = getattr(models, model_name, None)
-    if builder is None or not callable(builder):
-        raise SystemExit(f"unknown model {model_name!r}; choose one of: {', '.join(models.__all__)}")
-    print(models.summary(builder(), tuple(input_shape)))
+    family = getattr(models, model_name).__module__.rsplit(".", 1)[-1]
+    return (1,) + NATURAL_INPUT.get(family, (3, 224, 224))
+
+
+def summary(model_name: str, input_shape: Optional[List[int]] = None) -> None:
+    import minires.models as models
+    from minires.recipes import model_names
+
+    if model_name not in model_names():
+        raise SystemExit(f"unknown model {model_name!r}; choose one of: {', '.join(model_names())}")
+    shape = tuple(input_shape) if input_shape is not None else natural_input_shape(model_name)
+    if len(shape) == 3:                  # C,H,W: one image, as a batch of 1
+        shape = (1,) + shape
+    print(models.summary(getattr(models, model_name)(), shape))
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -208,14 +226,20 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _shape(text: str) -> List[int]:
+    """``N,C,H,W`` or ``C,H,W`` (a batch of 1), each a positive whole number."""
     try:
-        return [int(v) for v in text.split(",")]
+        shape = [int(v) for v in text.replace("x", ",").split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a shape like 1,3,224,224, got {text!r}") from None
+        shape = []
+    if len(shape) not in (3, 4) or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected a shape like 1,3,224,224 (N,C,H,W) or 3,32,32 (C,H,W, a "
+                                         f"batch of 1), of positive whole numbers; got {text!r}")
+    return shape
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minires", description="a from-scratch deep-learning framework")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {minires.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(sub)
     sub.add_parser("demo", help="forward, backward and gradient check of a ResNet block")
@@ -230,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0, help="which examples Hypothesis draws (default: 0)")
     summ = sub.add_parser("summary", help="layer-by-layer table of a model")
     summ.add_argument("model", help="e.g. resnet18, d2l_resnet18, cifar_resnet18")
-    summ.add_argument("--input-shape", type=_shape, default=[1, 3, 224, 224])
+    summ.add_argument("--input-shape", type=_shape, default=None, metavar="N,C,H,W",
+                      help="the input's shape, N,C,H,W or C,H,W (default: the model's own: 1,1,224,224 for "
+                           "d2l_resnet18, 1,3,32,32 for the CIFAR models, 1,3,224,224 for the ImageNet ones)")
     exercises_cli.add_parser(sub)
     return parser
 

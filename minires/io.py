@@ -21,7 +21,10 @@ import contextlib
 import io
 import json
 import os
+import re
 import secrets
+import stat
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import IO, Any, Iterator, Optional, Union
@@ -38,6 +41,12 @@ PathLike = Union[str, "os.PathLike[str]"]
 _ORDER_KEY = "minires.keys"              # header metadata: the state dict's key order, as JSON
 _CHUNK = 64 * 1024 * 1024                # bytes per write() call
 _MAX_HEADER = 100 * 1024 * 1024          # the safetensors format's own limit on the header
+_STALE_SECONDS = 60 * 60                 # a temporary file untouched this long is a killed save's leftover
+# The dtypes a safetensors file holds that NumPy has (bfloat16 and float8 have no NumPy dtype; complex64
+# only newer readers know, and no operation in minires makes one).
+_SAFETENSORS_DTYPES = frozenset(numpy.dtype(name) for name in (
+    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float16", "float32", "float64"))
 
 
 def _safetensors_numpy() -> Any:
@@ -92,6 +101,7 @@ def save(obj: Any, path: PathLike, metadata: Optional[Mapping[str, str]] = None)
     """
     st = _safetensors_numpy()
     arrays = _numpy_state(obj)
+    _check_writable(arrays)
     extra = dict(metadata or {})
     bad = [k for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str) or k == _ORDER_KEY]
     if bad:
@@ -99,6 +109,18 @@ def save(obj: Any, path: PathLike, metadata: Optional[Mapping[str, str]] = None)
                         f"these entries do not: {bad}. Store structures as JSON text: json.dumps(value)")
     extra[_ORDER_KEY] = json.dumps(list(arrays))          # safetensors does not keep key order itself
     atomic_write(path, st.save(dict(arrays), metadata=extra))
+
+
+def _check_writable(arrays: Mapping[str, numpy.ndarray]) -> None:
+    """Refuse, before any file is touched, a key or a dtype that a safetensors file cannot hold."""
+    for key, array in arrays.items():
+        if key == "__metadata__":
+            raise ValueError("the key '__metadata__' is reserved by the safetensors format for the file's "
+                             "metadata; rename that entry of the state dict")
+        if array.dtype.newbyteorder("=") not in _SAFETENSORS_DTYPES:
+            names = ", ".join(sorted(str(d) for d in _SAFETENSORS_DTYPES))
+            raise TypeError(f"the value for {key!r} has dtype {array.dtype}, which a safetensors file cannot "
+                            f"hold; expected one of {names}. Convert it first, e.g. array.astype(numpy.float32)")
 
 
 def load(path: PathLike, device: DeviceLike = "cpu") -> "OrderedDict[str, Tensor]":
@@ -147,6 +169,9 @@ def _read_header(path: PathLike) -> dict:
             header = json.loads(f.read(length))
         except ValueError:
             raise ValueError(f"{name!r} is not a safetensors file: its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{name!r} is not a safetensors file: its header is JSON but not an object")
+    _check_metadata(header.get("__metadata__"), name)
     entries = {k: v for k, v in header.items() if k != "__metadata__"}
     try:
         data_end = max((int(v["data_offsets"][1]) for v in entries.values()), default=0)
@@ -158,10 +183,29 @@ def _read_header(path: PathLike) -> dict:
     return header
 
 
+def _check_metadata(metadata: Any, name: str) -> None:
+    """A damaged ``__metadata__`` (not text by name, or a key order that is not a JSON list of names) is
+    an error naming the file, not a failure deep inside ``load``."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict) or \
+            not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise ValueError(f"{name!r} has damaged metadata: the header's '__metadata__' must map text to text, "
+                         f"got {json.dumps(metadata)[:200]}; save the file again")
+    if _ORDER_KEY in metadata:
+        try:
+            order = json.loads(metadata[_ORDER_KEY])
+        except ValueError:
+            order = None
+        if not isinstance(order, list) or not all(isinstance(k, str) for k in order):
+            raise ValueError(f"{name!r} has damaged metadata: {_ORDER_KEY!r} must be a JSON list of the tensor "
+                             f"names, got {metadata[_ORDER_KEY][:200]!r}; save the file again")
+
+
 def _key_order(header: dict) -> list:
     """The keys in the order minires saved them, else in the order of their bytes in the file."""
     entries = [k for k in header if k != "__metadata__"]
-    recorded = header.get("__metadata__", {}).get(_ORDER_KEY)
+    recorded = (header.get("__metadata__") or {}).get(_ORDER_KEY)
     if recorded is not None:
         order = json.loads(recorded)
         if sorted(order) == sorted(entries):
@@ -178,19 +222,40 @@ def _write_bytes(f: io.BufferedWriter, data: bytes) -> None:
         f.write(view[start:start + _CHUNK])
 
 
+def _remove_stale_temporaries(directory: str, basename: str) -> None:
+    """Remove the temporary files that killed saves of ``basename`` left behind (``.NAME.<hex>.tmp``,
+    untouched for ``_STALE_SECONDS``); a younger one may belong to a save still running, and stays."""
+    pattern = re.compile(re.escape(f".{basename}.") + r"[0-9a-f]{12}\.tmp")
+    now = time.time()
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):          # another save may remove it first
+                    if now - entry.stat(follow_symlinks=False).st_mtime > _STALE_SECONDS:
+                        os.remove(entry.path)
+
+
 @contextlib.contextmanager
 def atomic_file(path: PathLike) -> Iterator[IO[bytes]]:
     """Open a temporary file beside ``path`` for writing; on a clean exit it is flushed to disk and
     renamed over ``path`` (a rename within a directory is atomic), on an exception it is removed.
-    Either way ``path`` holds the old bytes or the new ones, never a mix."""
-    name = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(name))
-    temporary = os.path.join(directory, f".{os.path.basename(name)}.{secrets.token_hex(6)}.tmp")
+    Either way ``path`` holds the old bytes or the new ones, never a mix.
+
+    Overwriting keeps the old file's permission bits (its owner and group are those of whoever
+    saves), and a symbolic link stays a link: the file it points to is replaced. The leftovers of
+    a save killed mid-write (``.NAME.<hex>.tmp`` beside the file) are removed by a later save
+    once they are an hour old."""
+    name = os.path.realpath(os.fspath(path))       # through a symbolic link, to the file it names
+    directory, basename = os.path.split(name)
+    _remove_stale_temporaries(directory, basename)
+    temporary = os.path.join(directory, f".{basename}.{secrets.token_hex(6)}.tmp")
     try:
         with open(temporary, "xb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        with contextlib.suppress(FileNotFoundError):   # a new file keeps the mode the umask gives it
+            os.chmod(temporary, stat.S_IMODE(os.stat(name).st_mode))
         os.replace(temporary, name)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

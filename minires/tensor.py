@@ -128,27 +128,34 @@ class Tensor(TensorMethods):
         return self._creator
 
     # ------------------------------------------------------------------- gradient
-    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+    def backward(self, gradient: Any = None, retain_graph: bool = False, *, grad: Any = None) -> None:
         """Compute ``dself/dleaf`` for every leaf that requires a gradient, into ``leaf.grad``.
 
-        ``grad`` is the upstream gradient ``dL/dself``; it may be left out only when
-        ``self`` holds a single value (a loss), where it is 1.
+        ``gradient`` is the upstream gradient ``dL/dself`` (PyTorch's name; ``grad=`` is the same
+        argument under its older minires name). It may be left out only when ``self`` holds a
+        single value (a loss), where it is 1. A Tensor or array must be on ``self``'s device; a
+        Python number or list is placed there, as in PyTorch.
         """
+        if grad is not None:
+            if gradient is not None:
+                raise TypeError("backward() got both gradient= and grad=; they are the same argument, "
+                                "pass only gradient=")
+            gradient = grad
         if not self.requires_grad:
             raise RuntimeError(
                 "backward() on a tensor that does not require grad: no input of the computation "
                 "had requires_grad=True (or it ran under no_grad())")
-        if grad is None:
+        if gradient is None:
             if self.data.size != 1:
                 raise RuntimeError(
                     f"backward() without a gradient needs a single-value tensor (a loss), this one "
-                    f"has shape {self.shape}; pass grad= of that shape, or reduce it first, e.g. "
+                    f"has shape {self.shape}; pass gradient= of that shape, or reduce it first, e.g. "
                     f"y.sum().backward()")
             dout = backend.get_array_module(self.data).ones_like(self.data)
         else:
-            dout = grad.data if isinstance(grad, Tensor) else grad
+            dout = gradient.data if isinstance(gradient, Tensor) else gradient
             if not backend.is_array(dout):
-                dout = numpy.asarray(dout, dtype=self.dtype)
+                dout = backend.to_device(numpy.asarray(dout, dtype=self.dtype), self.device)
             if backend.device_of(dout) != self.device:
                 raise RuntimeError(f"backward() got a gradient on {backend.device_of(dout)} "
                                    f"for a tensor on {self.device}; move it first")

@@ -123,6 +123,18 @@ class TensorMethods:
     def relu(self) -> "Tensor":
         return F.relu(self)
 
+    def sigmoid(self) -> "Tensor":
+        return F.sigmoid(self)
+
+    def tanh(self) -> "Tensor":
+        return F.tanh(self)
+
+    def abs(self) -> "Tensor":
+        return F.abs(self)
+
+    def softmax(self, dim: int) -> "Tensor":
+        return F.softmax(self, dim)
+
     def sum(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
         return F.sum(self, dim, keepdim)
 

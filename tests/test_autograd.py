@@ -292,7 +292,7 @@ def test_retain_graph_allows_a_second_backward(xp):
 
 def test_backward_from_a_non_scalar_needs_a_gradient(xp):
     y = leaf(xp, np.ones((2, 3))) * 2.0
-    with pytest.raises(RuntimeError, match=r"single-value tensor.*shape \(2, 3\).*pass grad="):
+    with pytest.raises(RuntimeError, match=r"single-value tensor.*shape \(2, 3\).*pass gradient="):
         y.backward()
 
 

@@ -83,3 +83,35 @@ def test_scatter_add_accumulates_repeated_indices(xp, index):
     device_index = tuple(xp.asarray(i) if isinstance(i, np.ndarray) else i for i in index)
     backend.scatter_add(device_target, device_index, xp.asarray(values))
     np.testing.assert_allclose(backend.to_numpy(device_target), expected, rtol=1e-12, atol=1e-15)
+
+
+# ---------------------------------------------------------------------------- CuPy installed but broken
+class _BrokenCuPy:
+    """A meta-path finder under which ``import cupy`` fails as it does when a CUDA library is missing."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name in ("cupy", "cupyx"):
+            raise ImportError("libcudart.so.12: cannot open shared object file: No such file or directory")
+        return None
+
+
+def test_a_cupy_that_fails_to_import_says_why_when_a_gpu_is_asked_for(monkeypatch):
+    import sys
+    monkeypatch.delitem(sys.modules, "cupy", raising=False)
+    monkeypatch.delitem(sys.modules, "cupyx", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_BrokenCuPy()] + sys.meta_path)
+    cupy, cupyx, error = backend._import_cupy()
+    assert cupy is None and cupyx is None and "libcudart.so.12" in str(error)
+    monkeypatch.setattr(backend, "cupy", None)
+    monkeypatch.setattr(backend, "_CUPY_IMPORT_ERROR", error)
+    with pytest.raises(RuntimeError, match="installed but failed to import: ImportError: libcudart.so.12") as info:
+        backend.normalize_device("cuda")
+    assert "not installed" not in str(info.value) and info.value.__cause__ is error
+    assert not backend.cuda_is_available()
+
+
+def test_a_missing_cupy_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(backend, "cupy", None)
+    monkeypatch.setattr(backend, "_CUPY_IMPORT_ERROR", None)
+    with pytest.raises(RuntimeError, match=r"not installed: pip install 'minires\[gpu\]'"):
+        backend.normalize_device("cuda:0")

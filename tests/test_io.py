@@ -299,3 +299,110 @@ def test_saving_a_nested_training_checkpoint_points_to_the_flat_form(tmp_path):
     with pytest.raises(TypeError, match="optimizer_state_to_arrays"):
         minires.save({"model": model.state_dict()}, tmp_path / "c.safetensors")
     assert not (tmp_path / "c.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------- every dtype, and what cannot be written
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+                                   "uint16", "uint32", "uint64", "bool", ">f4", ">i8"])
+@pytest.mark.parametrize("shape", [(), (0,), (2, 0, 3), (2, 3)])
+def test_whatever_save_writes_load_reads_back(tmp_path, dtype, shape):
+    array = (np.arange(int(np.prod(shape))) % 3).reshape(shape).astype(dtype)
+    path = tmp_path / "w.safetensors"
+    io.save({"": array, "a b/ü": array[()] if array.ndim else array}, path)
+    loaded = io.load(path)
+    assert list(loaded) == ["", "a b/ü"]
+    for value in loaded.values():
+        assert value.dtype == np.dtype(dtype).newbyteorder("=") and value.shape == shape
+        np.testing.assert_array_equal(value.numpy(), array)
+
+
+@pytest.mark.parametrize("value, match", [
+    (np.zeros(2, np.complex128), "'bad' has dtype complex128"),
+    (np.zeros(2, np.complex64), "'bad' has dtype complex64"),
+    (np.array([None, 1], dtype=object), "'bad' has dtype object"),
+    (np.zeros(2, "U3"), "'bad' has dtype <U3"),
+    (np.zeros(2, "datetime64[s]"), "'bad' has dtype datetime64"),
+    (np.zeros(2, [("a", "f4")]), "'bad' has dtype"),
+])
+def test_an_unwritable_dtype_is_refused_before_the_old_file_is_touched(tmp_path, value, match):
+    path = tmp_path / "w.safetensors"
+    io.save({"good": np.ones(2, np.float32)}, path)
+    old = path.read_bytes()
+    with pytest.raises(TypeError, match=match):
+        io.save({"good": np.ones(2, np.float32), "bad": value}, path)
+    assert path.read_bytes() == old and os.listdir(tmp_path) == ["w.safetensors"]
+
+
+def test_the_reserved_metadata_key_is_refused_naming_it(tmp_path):
+    path = tmp_path / "w.safetensors"
+    io.save({"good": np.ones(2)}, path)
+    old = path.read_bytes()
+    with pytest.raises(ValueError, match="'__metadata__' is reserved"):
+        io.save({"__metadata__": np.zeros(2)}, path)
+    assert path.read_bytes() == old and os.listdir(tmp_path) == ["w.safetensors"]
+
+
+# ---------------------------------------------------------------------------- leftovers, permissions, links
+def test_a_killed_saves_leftover_is_cleaned_and_does_not_confuse_later_saves(tmp_path):
+    path = tmp_path / "w.safetensors"
+    io.save({"x": np.ones(3)}, path)
+    stale = tmp_path / ".w.safetensors.0123456789ab.tmp"        # what a save killed mid-write leaves
+    stale.write_bytes(b"half a file")
+    fresh = tmp_path / ".w.safetensors.ba9876543210.tmp"        # a save that may still be running
+    fresh.write_bytes(b"a save in progress")
+    other = tmp_path / ".other.safetensors.0123456789ab.tmp"    # another file's: not ours to remove
+    other.write_bytes(b"x")
+    hour_ago = os.path.getmtime(stale) - 2 * 60 * 60
+    os.utime(stale, (hour_ago, hour_ago)), os.utime(other, (hour_ago, hour_ago))
+    for step in range(3):
+        io.save({"x": np.full(3, float(step))}, path)
+        np.testing.assert_array_equal(io.load(path)["x"].numpy(), [step] * 3)
+    assert sorted(os.listdir(tmp_path)) == sorted([fresh.name, other.name, "w.safetensors"])
+    assert fresh.read_bytes() == b"a save in progress"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+def test_overwriting_keeps_the_files_permission_bits(tmp_path):
+    path = tmp_path / "w.safetensors"
+    io.save({"x": np.ones(3)}, path)
+    os.chmod(path, 0o640)
+    io.save({"x": np.zeros(3)}, path)
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    os.chmod(path, 0o604)
+    io.atomic_write(path, b"other writers go through the same door")
+    assert os.stat(path).st_mode & 0o777 == 0o604
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_saving_through_a_symbolic_link_keeps_the_link(tmp_path):
+    (tmp_path / "runs").mkdir()
+    target = tmp_path / "runs" / "w.safetensors"
+    io.save({"x": np.ones(3)}, target)
+    link = tmp_path / "latest.safetensors"
+    link.symlink_to(target)
+    io.save({"x": np.zeros(3)}, link)
+    assert link.is_symlink()
+    np.testing.assert_array_equal(io.load(target)["x"].numpy(), np.zeros(3))
+
+
+# ---------------------------------------------------------------------------- damaged metadata
+def _write_header(path, header):
+    import json
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + bytes(8))
+
+
+@pytest.mark.parametrize("metadata, match", [
+    (["not", "a", "map"], "'__metadata__' must map text to text"),
+    ({"minires.keys": ["x"]}, "'__metadata__' must map text to text"),
+    ({"minires.keys": "[x, not json"}, "'minires.keys' must be a JSON list"),
+    ({"minires.keys": "{\"x\": 1}"}, "'minires.keys' must be a JSON list"),
+    ({"minires.keys": "[1]"}, "'minires.keys' must be a JSON list"),
+])
+def test_damaged_metadata_is_a_clear_error_naming_the_file(tmp_path, metadata, match):
+    path = tmp_path / "damaged.safetensors"
+    _write_header(path, {"__metadata__": metadata, "x": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}})
+    for read in (io.load, io.load_metadata):
+        with pytest.raises(ValueError, match=match) as error:
+            read(path)
+        assert "damaged.safetensors" in str(error.value) and "damaged metadata" in str(error.value)

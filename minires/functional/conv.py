@@ -29,6 +29,7 @@ Derivation: docs/derivations/conv2d.md.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import threading
 from typing import Any, Optional, Tuple, Union
 
@@ -36,6 +37,7 @@ from minires.autograd import Function
 from minires.backend import Array, get_array_module
 from minires.functional.arithmetic import check_same_dtype
 from minires.functional.im2col import Pair, col2im, conv_output_size, im2col, pair
+from minires.functional.padding import pad
 
 IntOrPair = Union[int, Tuple[int, int]]
 
@@ -102,9 +104,9 @@ class Conv2d(Function):
     def __init__(self, stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
                  groups: int = 1, save_cols: bool = False):
         self.stride, self.padding, self.dilation = _geometry(stride, padding, dilation)
-        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
             raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
-        self.groups, self.save_cols = groups, bool(save_cols)
+        self.groups, self.save_cols = int(groups), bool(save_cols)
 
     def forward(self, x: Array, weight: Array, bias: Optional[Array]) -> Array:
         xp = get_array_module(x)
@@ -184,19 +186,42 @@ class Conv2d(Function):
         # END SOLUTION
 
 
-def conv2d(x: Any, weight: Any, bias: Any = None, stride: IntOrPair = 1, padding: IntOrPair = 0,
-           dilation: IntOrPair = 1, groups: int = 1):
+def conv2d(x: Any, weight: Any, bias: Any = None, stride: IntOrPair = 1,
+           padding: Union[IntOrPair, str] = 0, dilation: IntOrPair = 1, groups: int = 1):
     """PyTorch's ``F.conv2d``: x (N, C_in, H, W) or (C_in, H, W), weight (C_out, C_in/groups, kH, kW),
     bias (C_out,) or None; stride, padding, dilation an int or a (height, width) pair.
+
+    ``padding="valid"`` is no padding; ``padding="same"`` (stride 1 only) pads d*(k - 1) in all,
+    half before and half after, the odd pixel after (right, bottom), as PyTorch does, so oH = H.
 
     Output (N, C_out, oH, oW) with oH = floor((H + 2*pH - dH*(kH - 1) - 1) / sH) + 1 (oW alike).
     Whether the im2col buffer is kept for backward follows ``save_cols`` (recomputed by default).
     """
+    if isinstance(padding, str):
+        padding, extra = _string_padding(padding, weight, stride, dilation)
+        if any(extra):                           # "same" with an even kernel: the odd pixel goes right/bottom
+            x = pad(x, (0, extra[1], 0, extra[0]))
     return Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
                         groups=groups, save_cols=saves_cols())
 
 
 # ------------------------------------------------------------------------------ checks
+
+
+def _string_padding(padding: str, weight: Any, stride: IntOrPair, dilation: IntOrPair) -> Tuple[Pair, Pair]:
+    """``"valid"`` -> no padding; ``"same"`` -> (symmetric padding, extra pixels after) per axis."""
+    from minires.tensor import Tensor
+
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding != "same":
+        raise ValueError(f"conv2d expects padding to be an int, a pair of ints, 'valid' or 'same', got {padding!r}")
+    if pair(stride, "stride") != (1, 1):
+        raise ValueError(f"conv2d: padding='same' is not supported for strided convolutions (stride={stride}); "
+                         f"use stride=1, or give the padding as numbers")
+    kernel = tuple((weight.data if isinstance(weight, Tensor) else weight).shape[-2:])
+    total = tuple(d * (k - 1) for k, d in zip(kernel, pair(dilation, "dilation")))    # per axis
+    return (total[0] // 2, total[1] // 2), (total[0] % 2, total[1] % 2)
 
 
 def _geometry(stride: IntOrPair, padding: IntOrPair, dilation: IntOrPair) -> Tuple[Pair, Pair, Pair]:

@@ -26,7 +26,10 @@ Derivation: docs/derivations/im2col.md.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Iterator, Tuple
+
+import numpy
 
 from minires.backend import Array, get_array_module
 
@@ -34,12 +37,18 @@ Pair = Tuple[int, int]
 
 
 def pair(value: Any, name: str) -> Pair:
-    """An int or a pair of ints as a pair: ``3 -> (3, 3)``; anything else is a clear error."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+    """An int or a pair of ints as a pair: ``3 -> (3, 3)``; NumPy integers count as ints (as in
+    PyTorch); anything else is a clear error."""
+    if is_int(value):
+        return (int(value), int(value))
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
         return (int(value[0]), int(value[1]))
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def is_int(value: Any) -> bool:
+    """A Python or NumPy integer (``numpy.int64(3)`` from an array), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, numpy.bool_))
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:

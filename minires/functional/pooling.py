@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Seque
 
 from minires.autograd import Function
 from minires.backend import Array, get_array_module, items_per_block
-from minires.functional.im2col import Pair, padded_shape, pair, pool_output_size, window_slices
+from minires.functional.im2col import Pair, is_int, padded_shape, pair, pool_output_size, window_slices
 
 if TYPE_CHECKING:
     from minires.tensor import Tensor
@@ -166,7 +166,9 @@ class MaxPool2d(Function):
             for i, j, window in window_slices(self.kernel, self.stride, self.dilation, (oh, ow)):
                 k = i * kw + j                                             # the offset's number, row-major
                 candidate = xp.ascontiguousarray(x_pad[window])            # (b, oH, oW): entry k of every window
-                hit = candidate > best                                     # strict: a tie keeps the earlier offset
+                # strict: a tie keeps the earlier offset; a NaN always wins (the last NaN, as PyTorch's `||
+                # isnan(val)`), so its window's output is NaN and its gradient goes to the NaN
+                hit = (candidate > best) | xp.isnan(candidate)
                 xp.maximum(best, candidate, out=best)
                 xp.maximum(won, hit * won.dtype.type(k), out=won)          # k where hit: it beats every earlier k
         # The padding is -inf and the test strict, so the padding never wins, and neither does a real
@@ -220,9 +222,9 @@ class AvgPool2d(Function):
                  ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: Optional[int] = None):
         self.kernel, self.stride, self.padding, _ = _window_params("avg_pool2d", kernel_size, stride, padding, 1)
         self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
-        if divisor_override is not None and (not isinstance(divisor_override, int) or divisor_override == 0):
+        if divisor_override is not None and (not is_int(divisor_override) or divisor_override == 0):
             raise ValueError(f"avg_pool2d: divisor_override must be a non-zero int or None, got {divisor_override!r}")
-        self.divisor_override = divisor_override
+        self.divisor_override = None if divisor_override is None else int(divisor_override)
 
     def forward(self, x: Array) -> Array:
         xp = get_array_module(x)
@@ -280,10 +282,10 @@ def _averaging_matrix(xp: Any, size: int, out: int, dtype: Any) -> Array:
 
 def _adaptive_size(output_size: Any, H: int, W: int) -> Pair:
     """output_size as (oH, oW): an int, or a pair whose None entries keep that input size."""
-    sizes = (output_size, output_size) if isinstance(output_size, int) else output_size
+    sizes = (output_size, output_size) if is_int(output_size) else output_size
     if (isinstance(sizes, (tuple, list)) and len(sizes) == 2
-            and all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) for v in sizes)):
-        return (H if sizes[0] is None else sizes[0], W if sizes[1] is None else sizes[1])
+            and all(v is None or (is_int(v) and v >= 1) for v in sizes)):
+        return (H if sizes[0] is None else int(sizes[0]), W if sizes[1] is None else int(sizes[1]))
     raise ValueError(f"adaptive_avg_pool2d expects output_size as a positive int or a pair of positive ints "
                      f"(None keeps that input size), got {output_size!r}")
 

@@ -15,18 +15,31 @@ from minires.autograd import Function
 from minires.backend import Array, get_array_module
 
 
+def wrap_dim(dim: Any, ndim: int) -> int:
+    """A dim in [-ndim, ndim) as a non-negative axis, checked as PyTorch checks it (a 0-d tensor
+    takes dim 0 or -1): out of range is an IndexError that gives the valid range."""
+    from minires.functional.im2col import is_int
+
+    bound = ndim if ndim > 0 else 1                      # (this module's `max` shadows the builtin)
+    if not is_int(dim):
+        raise TypeError(f"a dim must be an int, got {dim!r}")
+    if not -bound <= dim < bound:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-bound}, {bound - 1}], "
+                         f"but got {dim})")
+    return int(dim) % bound
+
+
 def normalize_dims(dim: Any, ndim: int) -> tuple:
     """``None`` -> all axes; an int or a sequence -> a sorted tuple of non-negative axes."""
-    if dim is None:
+    if dim is None or ndim == 0:                        # a 0-d tensor has no axis to reduce
+        if dim is not None:
+            normalize_dims(dim, 1)                      # still checked: dim 0 or -1 only
         return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    bound = ndim if ndim > 0 else 1                      # (this module's `max` shadows the builtin)
-    out = []
+    dims = [wrap_dim(d, ndim) for d in ((dim,) if not isinstance(dim, (tuple, list)) else dim)]
     for d in dims:
-        if not -bound <= d < bound:
-            raise IndexError(f"dimension {d} is out of range for a tensor with {ndim} dimension(s)")
-        out.append(d % bound)
-    return tuple(sorted(set(out)))
+        if dims.count(d) > 1:
+            raise RuntimeError(f"dim {d} appears multiple times in the list of dims {tuple(dim)}")
+    return tuple(sorted(dims))
 
 
 def _expand_back(dout: Array, shape: tuple, dims: tuple, keepdim: bool) -> Array:
@@ -93,6 +106,8 @@ class Max(Function):
         self.shape = x.shape
         if self.dim is not None:
             normalize_dims(self.dim, x.ndim)                   # the same clear error as sum and mean
+            if x.ndim == 0:                                    # a 0-d tensor: its one value is the max
+                self.dim = None
         flat = x.reshape(-1) if self.dim is None else xp.moveaxis(x, self.dim, -1)
         self.argmax = flat.argmax(axis=-1)                     # first maximum, as NumPy/CuPy pick it
         out = xp.take_along_axis(flat, self.argmax[..., None], axis=-1)[..., 0]

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from minires import backend
 from minires.autograd import Function
 from minires.backend import Array, get_array_module
+from minires.functional.reduction import wrap_dim
 
 
 class Reshape(Function):
@@ -47,7 +48,9 @@ class Permute(Function):
         self.dims = tuple(dims)
 
     def forward(self, x: Array) -> Array:
-        if sorted(d % max(x.ndim, 1) for d in self.dims) != list(range(x.ndim)):
+        if len(self.dims) != x.ndim:
+            raise ValueError(f"permute needs each of the {x.ndim} dimensions once, got {self.dims}")
+        if sorted(wrap_dim(d, x.ndim) for d in self.dims) != list(range(x.ndim)):
             raise ValueError(f"permute needs each of the {x.ndim} dimensions once, got {self.dims}")
         return get_array_module(x).transpose(x, self.dims)
 
@@ -109,9 +112,9 @@ def reshape(x: Any, shape: Sequence[int]):
 def flatten(x: Any, start_dim: int = 0, end_dim: int = -1):
     """Merge dimensions start_dim..end_dim into one (``flatten(x, 1)``: (N, C, H, W) -> (N, C*H*W))."""
     shape = x.shape
+    start, end = wrap_dim(start_dim, len(shape)), wrap_dim(end_dim, len(shape))
     if len(shape) == 0:
         return reshape(x, (1,))
-    start, end = start_dim % len(shape), end_dim % len(shape)
     if start > end:
         raise ValueError(f"flatten needs start_dim <= end_dim, got {start_dim} and {end_dim}")
     merged = 1
@@ -122,6 +125,9 @@ def flatten(x: Any, start_dim: int = 0, end_dim: int = -1):
 
 def transpose(x: Any, dim0: int, dim1: int):
     dims = list(range(len(x.shape)))
+    dim0, dim1 = wrap_dim(dim0, len(dims)), wrap_dim(dim1, len(dims))
+    if not dims:                                         # a 0-d tensor: transpose(0, -1) is itself
+        return Permute.apply(x, dims=())
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return Permute.apply(x, dims=dims)
 

@@ -8,6 +8,7 @@ from minires.nn import utils
 from minires.nn.activation import ReLU
 from minires.nn.containers import ModuleList, Sequential
 from minires.nn.conv import Conv2d
+from minires.nn.dropout import Dropout
 from minires.nn.linear import Identity, Linear
 from minires.nn.loss import CrossEntropyLoss
 from minires.nn.module import IncompatibleKeys, Module
@@ -20,4 +21,5 @@ __all__ = [
     "Module", "Parameter", "IncompatibleKeys", "Sequential", "ModuleList",
     "Conv2d", "Linear", "Identity", "Flatten", "BatchNorm1d", "BatchNorm2d", "ReLU",
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "CrossEntropyLoss", "init", "utils",
+    "Dropout",
 ]

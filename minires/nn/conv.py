@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Optional
 
 from minires.backend import DeviceLike
@@ -27,16 +28,20 @@ class Conv2d(Module):
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
                  device: DeviceLike = None, dtype: Optional[DTypeLike] = None):
         super().__init__()
-        if not isinstance(groups, int) or groups < 1:
+        if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
             raise ValueError(f"Conv2d: groups must be a positive int, got {groups!r}")
+        groups = int(groups)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must both "
                              f"be divisible by groups ({groups})")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = pair(stride, "stride")
-        self.padding = pair(padding, "padding")
+        self.padding = padding if padding in ("same", "valid") else pair(padding, "padding")
         self.dilation = pair(dilation, "dilation")
+        if self.padding == "same" and self.stride != (1, 1):
+            raise ValueError(f"Conv2d: padding='same' is not supported for strided convolutions "
+                             f"(stride={self.stride}); use stride=1, or give the padding as numbers")
         shape = (out_channels, in_channels // groups) + self.kernel_size     # (out, in / groups, kH, kW)
         self.weight = Parameter(empty(shape, dtype, device))
         if bias:

@@ -18,6 +18,7 @@ buffers, then each child in turn), so the keys are the dotted attribute paths
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Set, Tuple, Union
 
 import numpy
@@ -258,6 +259,10 @@ class Module:
         if target is not None:
             if isinstance(target, str) and (target == "cpu" or target.startswith("cuda")):
                 device = target
+            elif isinstance(target, str) and not _names_a_dtype(target):
+                raise ValueError(f"Module.to() got {target!r}, which is neither a device nor a dtype; the devices "
+                                 f"here are {', '.join(backend.available_devices())} ('cuda' is the current GPU), "
+                                 f"the dtypes float32 and float64")
             else:
                 dtype = target
         if dtype is not None:
@@ -312,6 +317,13 @@ class Module:
                 out.update(child.state_dict(prefix=f"{prefix}{name}.", keep_vars=keep_vars))
         return out
 
+    def _upgrade_state_dict(self, state_dict: dict, prefix: str) -> None:
+        """Fill in, in ``state_dict``, the keys this layer gained since older files were written.
+
+        Called by ``load_state_dict`` for each module with its key prefix (PyTorch does this in
+        ``_load_from_state_dict``). Nothing to fill in by default.
+        """
+
     def load_state_dict(self, state_dict: Any, strict: bool = True) -> IncompatibleKeys:
         """Copy values from ``state_dict`` (name -> Tensor or NumPy/CuPy array) into this module.
 
@@ -325,6 +337,10 @@ class Module:
         ``IncompatibleKeys(missing_keys, unexpected_keys)``.
         """
         targets = self.state_dict(keep_vars=True)
+        if isinstance(state_dict, Mapping):                  # each layer may fill in keys of older versions
+            state_dict = dict(state_dict)
+            for name, module in self.named_modules():
+                module._upgrade_state_dict(state_dict, f"{name}." if name else "")
         missing, unexpected, errors, arrays = check_state_dict(targets, state_dict)
         if strict:
             if missing:
@@ -363,3 +379,12 @@ class Module:
         if len(extra_lines) == 1 and not child_lines:
             return f"{type(self).__name__}({extra_lines[0]})"
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _names_a_dtype(name: str) -> bool:
+    """True when NumPy reads ``name`` as a dtype ("float64", "f4"); False for anything else."""
+    try:
+        numpy.dtype(name)
+    except TypeError:
+        return False
+    return True

@@ -62,6 +62,12 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", None)
         self.reset_parameters()
 
+    def _upgrade_state_dict(self, state_dict: dict, prefix: str) -> None:
+        """A file from before ``num_batches_tracked`` existed loads with the count at 0, as in PyTorch."""
+        key = f"{prefix}num_batches_tracked"
+        if self.track_running_stats and key not in state_dict:
+            state_dict[key] = numpy.zeros((), dtype=numpy.int64)
+
     def reset_running_stats(self) -> None:
         """running_mean = 0, running_var = 1, num_batches_tracked = 0."""
         if self.track_running_stats:

@@ -51,7 +51,7 @@ ZOO: Dict[str, Tuple[str, List[Tuple[str, str]], str]] = {
         "wrong only where windows overlap: a missing accumulation"),
     "conv2d forgetting dW": ("conv2d", [("return dx, dw, db", "return dx, None, db")],
                              "weight: no gradient came back"),
-    "max_pool2d to the last maximum": ("max_pool2d", [("hit = candidate > best", "hit = candidate >= best")],
+    "max_pool2d to the last maximum": ("max_pool2d", [("hit = (candidate > best)", "hit = (candidate >= best)")],
                                        "wrong only at ties, sent to another of the tied maxima"),
     "max_pool2d to every tied maximum": ("max_pool2d", [
         ("        self.winner, self.x_shape, self.unbatched = winner, x4.shape, x.ndim == 3\n",
@@ -76,8 +76,9 @@ ZOO: Dict[str, Tuple[str, List[Tuple[str, str]], str]] = {
                              "the gradient is all zeros"),
     "relu with ReLU'(0) = 1": ("relu", [("self.mask = x > 0 ", "self.mask = x >= 0 ")], "ReLU'(0) = 0"),
     "cross_entropy without the 1/N of the mean": ("cross_entropy", [
-        ("dloss = _dloss(dout, self.reduction, self.target.shape)",
-         "dloss = _dloss(dout, 'sum' if self.reduction == 'mean' else self.reduction, self.target.shape)")],
+        ("dloss = _dloss(dout, self.reduction, self.total_weight, self.loss_shape)",
+         "dloss = _dloss(dout, 'sum' if self.reduction == 'mean' else self.reduction, self.total_weight, "
+         "self.loss_shape)")],
         "the 1/M of the mean"),
     "linear with the bias gradient not summed over the batch": ("linear", [
         ("db = dout2.sum(axis=0) if", "db = dout2 if")], "db of shape (out,)"),

@@ -234,7 +234,7 @@ def test_conv2d_function_takes_the_policy_as_an_argument(xp, device):
     ((1, 4, 3, 3), (6, 4, 3, 3), dict(dilation=2), ValueError, "dilated size 5x5"),
     ((4, 5, 5), (6, 4, 3, 3), dict(stride=0), ValueError, "stride >= 1"),
     ((4, 5, 5), (6, 4, 3, 3), dict(padding=-1), ValueError, "padding >= 0"),
-    ((4, 5, 5), (6, 4, 3, 3), dict(padding="same"), TypeError, "padding must be an int or a pair"),
+    ((4, 5, 5), (6, 4, 3, 3), dict(padding="full"), ValueError, "an int, a pair of ints, 'valid' or 'same'"),
     ((4, 5, 5), (6, 4, 3, 3), dict(groups=0), ValueError, "groups must be a positive int"),
     ((5, 5), (6, 4, 3, 3), {}, ValueError, r"x of shape \(N, C_in, H, W\) or \(C_in, H, W\)"),
 ])

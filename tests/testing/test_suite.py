@@ -188,7 +188,7 @@ def broadcast_stretched_axis_not_summed(monkeypatch):
 
 
 def cross_entropy_missing_one_over_n(monkeypatch):
-    monkeypatch.setattr(loss, "_dloss", lambda dout, reduction, shape: (
+    monkeypatch.setattr(loss, "_dloss", lambda dout, reduction, total_weight, shape: (
         dout.reshape(shape) if reduction == "none" else np.broadcast_to(dout, shape)))
 
 
