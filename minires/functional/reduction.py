@@ -9,6 +9,7 @@ Derivation: docs/derivations/reduction.md.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, NamedTuple, Optional
 
 from minires.autograd import Function
@@ -145,6 +146,9 @@ class MaxResult(NamedTuple):
 
 def max(x: Any, dim: Optional[int] = None, keepdim: bool = False):  # noqa: A001 - PyTorch's name
     """The largest element of ``x``; with ``dim``, ``(values, indices)`` along that dimension."""
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, numbers.Integral)):
+        raise TypeError(f"max takes one dim (an int), as PyTorch's does, got {dim!r}; reduce one "
+                        f"dimension at a time, e.g. x.max(2).values.max(0).values")
     values = Max.apply(x, dim=dim, keepdim=keepdim)
     if dim is None:
         return values

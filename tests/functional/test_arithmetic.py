@@ -8,7 +8,7 @@ import minires as mr
 from minires import backend
 from minires import functional as F
 from minires.functional.arithmetic import check_same_dtype, sum_to_shape
-from minires.testing import gradcheck
+from minires.testing import GradcheckError, gradcheck
 from minires.testing.strategies import normal_array, seeds
 
 WITH_FIXTURE = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -56,6 +56,47 @@ def test_binary_gradcheck_with_broadcasting(xp, name, shapes, seed):
     op = BINARY[name][0]
     a, b = binary_inputs(name, shapes, seed)
     assert gradcheck(op, leaf(xp, a), leaf(xp, b), seed=seed)
+
+
+# Explicit shape pairs, so that a derandomized CI run always broadcasts along every kind of axis.
+BROADCAST_PAIRS = {
+    "leading": ((2, 3, 4), (1, 3, 4)),
+    "middle": ((2, 3, 4), (2, 1, 4)),
+    "missing-leading": ((2, 3, 4), (3, 4)),
+    "trailing": ((2, 3, 4), (2, 3, 1)),
+    "both-sides": ((2, 1, 4), (1, 3, 1)),
+    "missing-and-middle": ((2, 3, 4), (3, 1)),
+    "scalar": ((2, 3, 4), ()),
+}
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["b-broadcasts", "a-broadcasts"])
+@pytest.mark.parametrize("pair", sorted(BROADCAST_PAIRS))
+@pytest.mark.parametrize("name", sorted(BINARY))
+def test_binary_gradient_broadcasts_along_every_axis(xp, name, pair, swap):
+    a_shape, b_shape = BROADCAST_PAIRS[pair]
+    shapes = (b_shape, a_shape) if swap else (a_shape, b_shape)
+    a, b = binary_inputs(name, shapes, 7)
+    assert gradcheck(BINARY[name][0], leaf(xp, a), leaf(xp, b), seed=7)     # random upstream G
+
+
+def sum_leading_axes_only(grad, shape):
+    """A planted bug: sums the axes broadcasting added, but of each stretched axis keeps only the
+    first copy (the right shape, so only the values can give it away)."""
+    shape = tuple(shape)
+    lead = grad.ndim - len(shape)
+    grad = grad.sum(axis=tuple(range(lead))) if lead > 0 else grad
+    return grad[tuple(slice(0, 1) if n == 1 else slice(None) for n in shape)]
+
+
+@pytest.mark.parametrize("pair", ["leading", "middle", "both-sides", "missing-and-middle"])
+@pytest.mark.parametrize("name", sorted(BINARY))
+def test_the_broadcast_cases_catch_a_sum_to_shape_that_forgets_stretched_axes(xp, monkeypatch, name, pair):
+    import minires.functional.arithmetic as arithmetic
+    monkeypatch.setattr(arithmetic, "sum_to_shape", sum_leading_axes_only)
+    a, b = binary_inputs(name, BROADCAST_PAIRS[pair], 7)
+    with pytest.raises(GradcheckError):
+        gradcheck(BINARY[name][0], leaf(xp, a), leaf(xp, b), seed=7)
 
 
 @pytest.mark.parametrize("name", sorted(UNARY))

@@ -12,7 +12,7 @@ import minires as mr
 from minires import backend
 from minires import functional as F
 from minires.reference import extra as ref
-from minires.testing import gradcheck
+from minires.testing import GradcheckError, gradcheck
 from minires.testing.strategies import normal_array, seeds
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "extra_ops.npz"
@@ -65,6 +65,39 @@ def test_where_gradcheck_with_broadcasting(xp, shapes, seed):
     out = F.where(mr.tensor(xp.asarray(cond)), mr.tensor(xp.asarray(a)), mr.tensor(xp.asarray(b)))
     np.testing.assert_array_equal(backend.to_numpy(out.data), ref.where(cond, a, b))
     assert gradcheck(lambda s, t: F.where(mr.tensor(xp.asarray(cond)), s, t), leaf(xp, a), leaf(xp, b), seed=seed)
+
+
+SMALL = {"leading": (1, 3, 4), "middle": (2, 1, 4), "missing-leading": (3, 4), "trailing": (2, 3, 1)}
+WHERE_CASES = {f"{role}-{kind}": tuple(small if r == role else (2, 3, 4) for r in ("cond", "a", "b"))
+               for role in ("cond", "a", "b") for kind, small in SMALL.items()}
+WHERE_CASES["all-three"] = ((2, 1, 1), (1, 3, 1), (1, 1, 4))
+
+
+def where_gradcheck(xp, shapes, seed=5):
+    cshape, ashape, bshape = shapes
+    cond = mr.tensor(xp.asarray(np.random.default_rng(seed).random(cshape) < 0.5))
+    a, b = leaf(xp, normal_array(ashape, seed)), leaf(xp, normal_array(bshape, seed + 1))
+    return gradcheck(lambda s, t: F.where(cond, s, t), a, b, seed=seed)          # random upstream G
+
+
+@pytest.mark.parametrize("case", sorted(WHERE_CASES))
+def test_where_gradient_broadcasts_each_argument_along_every_axis(xp, case):
+    """Explicit cases: the condition, input and other each broadcast along a leading, a middle,
+    a missing and a trailing axis, so a derandomized CI run checks every one."""
+    assert where_gradcheck(xp, WHERE_CASES[case])
+
+
+@pytest.mark.parametrize("case", ["a-middle", "b-leading", "all-three"])
+def test_the_where_cases_catch_a_sum_to_shape_that_forgets_stretched_axes(xp, monkeypatch, case):
+    import minires.functional.combine as combine
+
+    def first_copy_of_stretched_axes(grad, shape):                          # a planted bug
+        lead = grad.ndim - len(shape)
+        grad = grad.sum(axis=tuple(range(lead))) if lead > 0 else grad
+        return grad[tuple(slice(0, 1) if n == 1 else slice(None) for n in shape)]
+    monkeypatch.setattr(combine, "sum_to_shape", first_copy_of_stretched_axes)
+    with pytest.raises(GradcheckError):
+        where_gradcheck(xp, WHERE_CASES[case])
 
 
 def test_where_takes_numbers_and_sends_no_gradient_to_the_other_branch(xp):

@@ -1,4 +1,5 @@
 """matmul and linear: gradients, adjoints in each argument, NumPy values, PyTorch fixtures, errors."""
+import importlib
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 import minires as mr
 from minires import backend
 from minires import functional as F
-from minires.testing import adjoint_check, gradcheck
+from minires.testing import GradcheckError, adjoint_check, gradcheck
 from minires.testing.strategies import normal_array, seeds
 
 WITH_FIXTURE = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -47,6 +48,43 @@ def matmul_shapes(draw):
 def test_matmul_gradcheck(xp, shapes, seed):
     a, b = normal_array(shapes[0], seed), normal_array(shapes[1], seed + 1)
     assert gradcheck(F.matmul, leaf(xp, a), leaf(xp, b), seed=seed)
+
+
+M, K, N = 2, 3, 4                                                         # distinct: no transpose fits by accident
+BATCH_PAIRS = {
+    "leading": ((2, 3, M, K), (1, 3, K, N)),
+    "middle": ((2, 3, 2, M, K), (2, 1, 2, K, N)),
+    "last-batch-axis": ((2, 3, M, K), (2, 1, K, N)),
+    "missing-leading": ((2, 3, M, K), (3, K, N)),
+    "matrix": ((2, 3, M, K), (K, N)),
+    "both-sides": ((2, 1, M, K), (1, 3, K, N)),
+    "vector-left": ((K,), (2, 3, K, N)),
+    "vector-right": ((2, 1, M, K), (K,)),
+}
+
+
+def matmul_gradcheck(xp, a_shape, b_shape, seed=11):
+    a, b = normal_array(a_shape, seed), normal_array(b_shape, seed + 1)
+    return gradcheck(F.matmul, leaf(xp, a), leaf(xp, b), seed=seed)             # random upstream G
+
+
+@pytest.mark.parametrize("case", sorted(BATCH_PAIRS))
+def test_matmul_gradient_broadcasts_batches_along_every_axis(xp, case):
+    """Explicit cases, so that a derandomized CI run broadcasts each kind of batch axis."""
+    assert matmul_gradcheck(xp, *BATCH_PAIRS[case])
+
+
+@pytest.mark.parametrize("case", ["leading", "middle", "both-sides"])
+def test_the_batch_cases_catch_a_sum_to_shape_that_forgets_stretched_axes(xp, monkeypatch, case):
+    linear = importlib.import_module("minires.functional.linear")     # F.linear is the function
+
+    def first_copy_of_stretched_axes(grad, shape):                          # a planted bug
+        lead = grad.ndim - len(shape)
+        grad = grad.sum(axis=tuple(range(lead))) if lead > 0 else grad
+        return grad[tuple(slice(0, 1) if n == 1 else slice(None) for n in shape)]
+    monkeypatch.setattr(linear, "sum_to_shape", first_copy_of_stretched_axes)
+    with pytest.raises(GradcheckError):
+        matmul_gradcheck(xp, *BATCH_PAIRS[case])
 
 
 @WITH_FIXTURE

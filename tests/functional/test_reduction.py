@@ -56,6 +56,22 @@ def test_max_gradcheck_away_from_ties(xp, case, seed):
     assert gradcheck(lambda t: max_values(t, dim, keepdim), x, seed=seed)
 
 
+EVERY_DIM = [0, 1, 2, -1, (0, 2), None]
+EVERY_AXIS_CASES = [(name, dim) for name in ("sum", "mean", "max") for dim in EVERY_DIM
+                    if not (name == "max" and isinstance(dim, tuple))]    # max takes one dim, as torch.max
+
+
+@pytest.mark.parametrize("keepdim", [False, True], ids=["dropdim", "keepdim"])
+@pytest.mark.parametrize("name, dim", EVERY_AXIS_CASES, ids=[f"{n}-{d}" for n, d in EVERY_AXIS_CASES])
+def test_backward_along_every_axis_of_a_3d_input(xp, name, dim, keepdim):
+    """Explicit cases, so that a derandomized CI run reduces along each axis, both keepdims."""
+    op = {"sum": F.sum, "mean": F.mean, "max": max_values}[name]
+    x = leaf(xp, distinct_values((2, 3, 4), 3))                          # no ties: max is smooth here
+    assert gradcheck(lambda t: op(t, dim, keepdim), x, seed=3)          # random upstream G
+    want = getattr(np, name)(host(x.data), axis=numpy_axis(dim), keepdims=keepdim)
+    assert op(x, dim, keepdim).shape == np.shape(want)
+
+
 def test_mean_divides_by_the_count_exactly(xp):
     x = leaf(xp, np.ones((2, 3, 4)))
     F.mean(x, (0, 2)).backward(xp.ones(3))
@@ -162,3 +178,9 @@ def test_a_dimension_out_of_range_is_a_clear_error(xp, op):
         op(x, 2)
     with pytest.raises(IndexError, match=r"in range of \[-2, 1\], but got -3"):
         op(x, -3)
+
+
+def test_max_over_several_dims_is_a_clear_type_error():
+    x = mr.randn(2, 3, 4)
+    with pytest.raises(TypeError, match=r"max takes one dim \(an int\).*got \(0, 2\)"):
+        F.max(x, (0, 2))
