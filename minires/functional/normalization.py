@@ -27,12 +27,19 @@ reading x (or dout) once from memory. Each step writes into an array it already 
 the forward allocates only its output, the backward only ``dx``. The backward needs ``xhat``: it
 recomputes it from x, a block at a time, instead of keeping another array of x's size.
 
+A float16 x is normalised in float32, as in PyTorch: the square of a deviation of 256 or more
+overflows float16. Each block is converted on its way in and rounded back on its way out; the
+statistics may be float16 or float32 buffers. NaN and infinity propagate as in PyTorch (a NaN makes
+its whole channel NaN in training), without NumPy warnings.
+
 Derivation: docs/derivations/batch_norm.md.
 """
 from __future__ import annotations
 
 import numbers
 from typing import TYPE_CHECKING, Any, List, Optional
+
+import numpy
 
 from minires.autograd import Function
 from minires.backend import Array, get_array_module, items_per_block
@@ -56,10 +63,17 @@ def _channel_blocks(x: Array) -> List[slice]:
     return [slice(c, min(c + per_block, C)) for c in range(0, C, per_block)]
 
 
+def _compute_dtype(x: Array) -> Any:
+    """The dtype the statistics are computed in: float32 for a float16 x, as in PyTorch (the square
+    of a float16 deviation of 256 or more overflows to inf), else x's own dtype."""
+    return numpy.dtype(numpy.float32) if x.dtype == numpy.float16 else x.dtype
+
+
 def _update_running_stat(running: Array, batch: Array, momentum: float) -> None:
-    """running <- (1 - momentum) * running + momentum * batch, in place on the buffer."""
-    running *= 1 - momentum
-    running += momentum * batch
+    """running <- (1 - momentum) * running + momentum * batch, in place on the buffer (rounded once
+    to the buffer's dtype, which may be float16 while batch is float32)."""
+    with numpy.errstate(invalid="ignore", over="ignore"):      # inf - inf is NaN, as in PyTorch
+        running[...] = (1 - momentum) * running + momentum * batch
 
 
 class BatchNorm(Function):
@@ -82,24 +96,30 @@ class BatchNorm(Function):
         axes = (0,) + tuple(range(2, x.ndim))                  # every axis but the channel axis
         shape = _channel_shape(x)                              # (1, -1, 1, ...)
         C = x.shape[1]
-        gamma = xp.ones(C, dtype=x.dtype) if weight is None else weight      # (C,)
-        beta = xp.zeros(C, dtype=x.dtype) if bias is None else bias          # (C,)
+        dtype = _compute_dtype(x)                              # float32 for float16: see _compute_dtype
+        gamma = xp.ones(C, dtype=dtype) if weight is None else weight.astype(dtype, copy=False)  # (C,)
+        beta = xp.zeros(C, dtype=dtype) if bias is None else bias.astype(dtype, copy=False)      # (C,)
         if self.training:
-            mean, var = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)  # (C,) each, filled below
-        else:
-            mean, var = running_mean.copy(), running_var       # (C,) each; a copy of the mean for backward
-        inv_std = xp.empty(C, dtype=x.dtype)                   # (C,)
+            mean, var = xp.empty(C, dtype=dtype), xp.empty(C, dtype=dtype)   # (C,) each, filled below
+        else:                                                  # (C,) each; a copy of the mean for backward
+            mean, var = running_mean.astype(dtype, copy=True), running_var.astype(dtype, copy=False)
+        inv_std = xp.empty(C, dtype=dtype)                     # (C,)
         out = xp.empty_like(x)                                 # (N, C, ...): the only array of x's size
-        for c in _channel_blocks(x):                           # c: a few channels; [:, c] is (N, c, ...)
-            y = out[:, c]                                      # a view: the steps below write into it
-            if self.training:
-                mean[c] = x[:, c].mean(axis=axes)
-            xp.subtract(x[:, c], mean[c].reshape(shape), out=y)              # x - mean
-            if self.training:
-                var[c] = xp.square(y).mean(axis=axes)                        # biased: divide by m
-            inv_std[c] = 1 / xp.sqrt(var[c] + self.eps)
-            y *= (gamma[c] * inv_std[c]).reshape(shape)                      # gamma * xhat
-            y += beta[c].reshape(shape)                                      # out = gamma * xhat + beta
+        with numpy.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN, inf: as in PyTorch
+            for c in _channel_blocks(x):                       # c: a few channels; [:, c] is (N, c, ...)
+                xc = x[:, c].astype(dtype, copy=False)         # (N, c, ...); a float32 copy of a float16 block
+                # a view of out that the steps below write into; for float16, a float32 block copied in at the end
+                y = out[:, c] if dtype == x.dtype else xp.empty_like(xc)
+                if self.training:
+                    mean[c] = xc.mean(axis=axes)
+                xp.subtract(xc, mean[c].reshape(shape), out=y)               # x - mean
+                if self.training:
+                    var[c] = xp.square(y).mean(axis=axes)                    # biased: divide by m
+                inv_std[c] = 1 / xp.sqrt(var[c] + self.eps)
+                y *= (gamma[c] * inv_std[c]).reshape(shape)                  # gamma * xhat
+                y += beta[c].reshape(shape)                                  # out = gamma * xhat + beta
+                if dtype != x.dtype:
+                    out[:, c] = y                                            # rounded to float16 once
         if self.training and running_mean is not None:
             m = x.size // C                                    # values per channel: N * H * W
             _update_running_stat(running_mean, mean, self.momentum)
@@ -107,6 +127,7 @@ class BatchNorm(Function):
         # Backward needs xhat. It keeps x (the graph holds it anyway) and recomputes xhat, a block at
         # a time, rather than keeping a second array of x's size alive until the backward pass.
         self.x, self.mean, self.inv_std, self.gamma = x, mean, inv_std, gamma
+        self.param_dtype = x.dtype if weight is None else weight.dtype     # the dtype of dweight, dbias
         return out
 
     def backward(self, dout: Array) -> tuple:
@@ -117,25 +138,31 @@ class BatchNorm(Function):
         C = dout.shape[1]
         m = dout.size // max(1, C)                             # values per channel: N * H * W
         scale = self.gamma * self.inv_std                      # (C,) gamma * inv_std
-        dbias, dweight = xp.empty(C, dtype=dout.dtype), xp.empty(C, dtype=dout.dtype)  # (C,) each
+        dtype = self.inv_std.dtype                             # as in the forward: float32 for float16
+        dbias, dweight = xp.empty(C, dtype=dtype), xp.empty(C, dtype=dtype)  # (C,) each
         dx = xp.empty_like(dout)                               # (N, C, ...)
-        for c in _channel_blocks(dout):                        # c: a few channels; [:, c] is (N, c, ...)
-            g, d = dout[:, c], dx[:, c]
-            xhat = self.x[:, c] - self.mean[c].reshape(shape)
-            xhat *= self.inv_std[c].reshape(shape)                           # xhat, as in the forward
-            dbias[c] = g.sum(axis=axes)                                      # dbeta  = sum(dout)
-            dweight[c] = xp.multiply(g, xhat, out=d).sum(axis=axes)          # dgamma = sum(dout * xhat), via d
-            if not self.needs_input_grad[0]:
-                continue
-            if self.training:
-                # dx = (1/m) * gamma * inv_std * (m * dout - sum(dout) - xhat * sum(dout * xhat))
-                #    = scale * (dout - mean(dout) - xhat * mean(dout * xhat)),   scale = gamma * inv_std
-                xp.multiply(xhat, (dweight[c] / m).reshape(shape), out=d)    # xhat * mean(dout * xhat)
-                d += (dbias[c] / m).reshape(shape)                           #   + mean(dout)
-                xp.subtract(g, d, out=d)                                     # dout - both
-                d *= scale[c].reshape(shape)
-            else:
-                xp.multiply(g, scale[c].reshape(shape), out=d)  # the mean and inv_std are constants
+        with numpy.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN, inf: as in PyTorch
+            for c in _channel_blocks(dout):                    # c: a few channels; [:, c] is (N, c, ...)
+                g = dout[:, c].astype(dtype, copy=False)       # (N, c, ...); float32 for a float16 dout
+                d = dx[:, c] if dtype == dx.dtype else xp.empty_like(g)   # a view of dx, or a float32 block
+                xhat = self.x[:, c] - self.mean[c].reshape(shape)
+                xhat *= self.inv_std[c].reshape(shape)                       # xhat, as in the forward
+                dbias[c] = g.sum(axis=axes)                                  # dbeta  = sum(dout)
+                dweight[c] = xp.multiply(g, xhat, out=d).sum(axis=axes)      # dgamma = sum(dout * xhat), via d
+                if not self.needs_input_grad[0]:
+                    continue
+                if self.training:
+                    # dx = (1/m) * gamma * inv_std * (m * dout - sum(dout) - xhat * sum(dout * xhat))
+                    #    = scale * (dout - mean(dout) - xhat * mean(dout * xhat)),   scale = gamma * inv_std
+                    xp.multiply(xhat, (dweight[c] / m).reshape(shape), out=d)    # xhat * mean(dout * xhat)
+                    d += (dbias[c] / m).reshape(shape)                       #   + mean(dout)
+                    xp.subtract(g, d, out=d)                                 # dout - both
+                    d *= scale[c].reshape(shape)
+                else:
+                    xp.multiply(g, scale[c].reshape(shape), out=d)  # the mean and inv_std are constants
+                if dtype != dx.dtype:
+                    dx[:, c] = d                                             # rounded to float16 once
+        dweight, dbias = dweight.astype(self.param_dtype, copy=False), dbias.astype(self.param_dtype, copy=False)
         return (dx if self.needs_input_grad[0] else None, None, None,
                 dweight if self.needs_input_grad[3] else None,
                 dbias if self.needs_input_grad[4] else None)
@@ -158,7 +185,8 @@ def _check_arguments(x: Array, running_mean: Optional[Array], running_var: Optio
         if tuple(v.shape) != (C,):
             raise ValueError(f"batch_norm expects {name} of shape ({C},) for x of shape {tuple(x.shape)} "
                              f"(one value per channel, axis 1), got {tuple(v.shape)}")
-        check_same_dtype(f"batch_norm ({name} and x)", x, v)
+        if not (x.dtype == numpy.float16 and v.dtype == numpy.float32):   # PyTorch's float16 x, float32 statistics
+            check_same_dtype(f"batch_norm ({name} and x)", x, v)
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm got only one of running_mean and running_var; pass both, or neither "
                          "(training=True without running statistics)")
@@ -177,7 +205,9 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
     """PyTorch's ``F.batch_norm``: normalise each channel (axis 1) of x, then scale and shift.
 
     Args:
-        x: (N, C), (N, C, L) or (N, C, H, W), float32 or float64.
+        x: (N, C), (N, C, L) or (N, C, H, W), float16, float32 or float64. A float16 x is
+            normalised in float32, as in PyTorch (its squares would overflow float16), and the
+            output rounded to float16; its statistics, weight and bias may be float16 or float32.
         running_mean, running_var: (C,) buffers, Tensors or arrays of x's dtype. With
             ``training=True`` they are updated IN PLACE (``running = (1 - momentum) * running +
             momentum * batch``, the unbiased variance for ``running_var``), or may both be None

@@ -15,7 +15,8 @@ each backward ADDS into the padded input gradient, so overlapping windows add up
 mix: the (N*C) planes are pooled a block at a time (``_plane_blocks``), small enough on the CPU to
 stay in cache while all kH*kW offsets pass over them. Adaptive average pooling is different: its
 bins follow from the input and the output size, and it is two small matrix products,
-``out = A_h @ x @ A_w^T``.
+``out = A_h @ x @ A_w^T``, for a finite input; a NaN or an infinity would be multiplied by the zeros
+of every other bin (0 * NaN = NaN), so then each bin is summed on its own instead.
 
 Every operation takes (N, C, H, W) or, as in PyTorch, a single (C, H, W) image.
 Derivations: docs/derivations/pooling.md.
@@ -25,6 +26,8 @@ Derivation: docs/derivations/pooling.md.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy
 
 from minires.autograd import Function
 from minires.backend import Array, get_array_module, items_per_block
@@ -186,7 +189,7 @@ class MaxPool2d(Function):
         douts = xp.reshape(dout4, (N * C, oh, ow))                         # (N*C, oH, oW)
 
         def slab_grad(block: slice, k: int) -> Array:                      # (b, oH, oW): dout where k won, else 0
-            return douts[block] * (self.winner[block] == k)
+            return xp.where(self.winner[block] == k, douts[block], 0)      # not dout * mask: inf * 0 is NaN
 
         geometry = (self.kernel, self.stride, self.padding, self.dilation)
         dx = _add_back_through_windows(slab_grad, self.x_shape, geometry, (oh, ow), dout)  # (N, C, H, W)
@@ -245,8 +248,9 @@ class AvgPool2d(Function):
         for block, x_pad in _padded_blocks(planes, (Hp, Wp), self.padding, 0.0):   # x_pad (b, Hp, Wp)
             total = out[block]                                             # (b, oH, oW), filled in place
             total.fill(0)
-            for _, _, window in window_slices(self.kernel, self.stride, (1, 1), (oh, ow)):
-                total += x_pad[window]                                     # entry (i, j) of every window
+            with numpy.errstate(invalid="ignore"):                         # inf + -inf is NaN, as in PyTorch
+                for _, _, window in window_slices(self.kernel, self.stride, (1, 1), (oh, ow)):
+                    total += x_pad[window]                                 # entry (i, j) of every window
             total /= divisor
         self.divisor, self.x_shape, self.unbatched = divisor, x4.shape, x.ndim == 3
         out = out.reshape(N, C, oh, ow)                                    # (N, C, oH, oW)
@@ -263,7 +267,8 @@ class AvgPool2d(Function):
             return share[block]
 
         geometry = (self.kernel, self.stride, self.padding, (1, 1))
-        dx = _add_back_through_windows(slab_grad, self.x_shape, geometry, (oh, ow), dout)  # (N, C, H, W)
+        with numpy.errstate(invalid="ignore"):                             # inf + -inf is NaN, as in PyTorch
+            dx = _add_back_through_windows(slab_grad, self.x_shape, geometry, (oh, ow), dout)  # (N, C, H, W)
         return (dx[0] if self.unbatched else dx,)
         # END SOLUTION
 
@@ -280,6 +285,36 @@ def _averaging_matrix(xp: Any, size: int, out: int, dtype: Any) -> Array:
     return (inside / (end - start)).astype(dtype)
 
 
+def _bins(size: int, out: int) -> List[Tuple[int, int]]:
+    """The (start, end) of each bin i = [floor(i*size/out), ceil((i+1)*size/out)) along one axis."""
+    return [((i * size) // out, ((i + 1) * size + out - 1) // out) for i in range(out)]
+
+
+def _bin_means(x: Array, bins: List[Tuple[int, int]], axis: int) -> Array:
+    """The mean of each bin of x along ``axis`` (-2 or -1), stacked on that axis: a sum over the bin
+    alone, so a NaN or an infinity reaches only the bins that hold it (A @ x would multiply it by the
+    zeros of every other bin: 0 * NaN = NaN)."""
+    xp = get_array_module(x)
+    with numpy.errstate(invalid="ignore", over="ignore"):        # inf - inf is NaN, as in PyTorch
+        means = [xp.moveaxis(x, axis, 0)[start:end].sum(axis=0) / (end - start) for start, end in bins]
+    return xp.stack(means, axis=axis)
+
+
+def _add_bin_shares(dout: Array, bins: List[Tuple[int, int]], size: int, axis: int) -> Array:
+    """The transpose of ``_bin_means``: entry i of ``dout`` along ``axis``, over the size of its bin,
+    ADDED onto every position of bin i (bins overlap: their shares add up); the other axes as they are."""
+    xp = get_array_module(dout)
+    shape = list(dout.shape)
+    shape[axis] = size
+    grad = xp.zeros(shape, dtype=dout.dtype)
+    moved = xp.moveaxis(grad, axis, 0)                            # a view: bin axis first
+    shares = xp.moveaxis(dout, axis, 0)
+    with numpy.errstate(invalid="ignore", over="ignore"):         # inf + -inf is NaN, as in PyTorch
+        for i, (start, end) in enumerate(bins):
+            moved[start:end] += shares[i] / (end - start)
+    return grad
+
+
 def _adaptive_size(output_size: Any, H: int, W: int) -> Pair:
     """output_size as (oH, oW): an int, or a pair whose None entries keep that input size."""
     sizes = (output_size, output_size) if is_int(output_size) else output_size
@@ -294,6 +329,8 @@ class AdaptiveAvgPool2d(Function):
     """out[n, c] = A_h @ x[n, c] @ A_w^T, A_h (oH, H) and A_w (oW, W) the averaging matrices;
 
     linear, so dx[n, c] = A_h^T @ dout[n, c] @ A_w.  output_size 1 is the plain mean over (H, W).
+    A NaN or an infinity (in x, or in dout) goes only into its own bins, as in PyTorch: the matrix
+    products would multiply it by zeros, so such arrays are summed bin by bin instead.
 
     Derivation: docs/derivations/pooling.md.
     """
@@ -309,11 +346,15 @@ class AdaptiveAvgPool2d(Function):
         self.x_shape, self.unbatched = x4.shape, x.ndim == 3
         self.global_pool = (oh, ow) == (1, 1)
         if self.global_pool:                                               # the mean: ResNet's fast path
-            out = x4.mean(axis=(2, 3), keepdims=True)                      # (N, C, 1, 1)
+            with numpy.errstate(invalid="ignore", over="ignore"):          # inf - inf is NaN, as in PyTorch
+                out = x4.mean(axis=(2, 3), keepdims=True)                  # (N, C, 1, 1)
         else:
             self.A_h = _averaging_matrix(xp, H, oh, x.dtype)               # (oH, H)
             self.A_w = _averaging_matrix(xp, W, ow, x.dtype)               # (oW, W)
-            out = self.A_h @ x4 @ self.A_w.T                               # (N, C, oH, oW)
+            if xp.isfinite(x4).all():                                      # the common case: two matrix products
+                out = self.A_h @ x4 @ self.A_w.T                           # (N, C, oH, oW)
+            else:                                                          # 0 * NaN is NaN: sum each bin alone
+                out = _bin_means(_bin_means(x4, _bins(H, oh), -2), _bins(W, ow), -1)   # (N, C, oH, oW)
         return out[0] if self.unbatched else out
 
     def backward(self, dout: Array) -> tuple:
@@ -323,8 +364,11 @@ class AdaptiveAvgPool2d(Function):
         N, C, H, W = self.x_shape
         if self.global_pool:
             dx = xp.broadcast_to(dout4 / (H * W), self.x_shape).copy()     # (N, C, H, W)
-        else:
+        elif xp.isfinite(dout4).all():
             dx = self.A_h.T @ dout4 @ self.A_w                             # (N, C, H, W)
+        else:                                                              # a NaN in dout reaches only its bins
+            oh, ow = dout4.shape[2:]
+            dx = _add_bin_shares(_add_bin_shares(dout4, _bins(W, ow), W, -1), _bins(H, oh), H, -2)
         return (dx[0] if self.unbatched else dx,)
         # END SOLUTION
 

@@ -57,3 +57,139 @@ def test_overlapping_max_pool_windows_send_each_nans_gradient_to_it():
                             [0, 0, 0, 1],
                             [0, 1, 1, 3]])
     np.testing.assert_array_equal(dx[0, 0], expected_dx)
+
+
+# Bins of a (4, 5) input pooled to (3, 2): rows [0,2) [1,3) [2,4), columns [0,3) [2,5).
+_ADAPTIVE_X = np.array([[[[1.0, 2.0, 3.0, 4.0, 5.0],
+                          [6.0, nan, 8.0, 9.0, 10.0],
+                          [11.0, 12.0, 13.0, inf, 15.0],
+                          [16.0, 17.0, 18.0, 19.0, -inf]]]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adaptive_avg_pool_sends_nan_and_inf_only_into_their_own_bins(dtype):
+    xt = minires.tensor(_ADAPTIVE_X.astype(dtype), requires_grad=True)
+    out = F.adaptive_avg_pool2d(xt, (3, 2))
+    # torch 2.13, F.adaptive_avg_pool2d(x, (3, 2)): a matrix product would make every bin NaN
+    np.testing.assert_array_equal(out.numpy(), [[[[nan, 6.5], [nan, inf], [14.5, nan]]]])
+    dout = np.array([[[[1.0, 0.0], [inf, 0.0], [0.0, nan]]]], dtype)
+    out.backward(minires.tensor(dout))
+    sixth = dtype(1) / 6
+    np.testing.assert_array_equal(xt.grad.numpy(), [[[[sixth, sixth, sixth, 0, 0],    # torch 2.13's x.grad
+                                                      [inf, inf, inf, 0, 0],
+                                                      [inf, inf, nan, nan, nan],
+                                                      [0, 0, nan, nan, nan]]]])
+
+
+def test_adaptive_avg_pool_bin_by_bin_agrees_with_the_matrix_products_outside_the_nans_bin():
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 6))
+    finite_out, finite_dx = _forward_backward(lambda t: F.adaptive_avg_pool2d(t, (4, 5)), x)
+    x[:, :, 6, 5] = nan                                             # the corner: only in the last bin
+    out, dx = _forward_backward(lambda t: F.adaptive_avg_pool2d(t, (4, 5)), x)
+    assert np.isnan(out[:, :, 3, 4]).all()
+    out[:, :, 3, 4] = finite_out[:, :, 3, 4]
+    np.testing.assert_allclose(out, finite_out, rtol=1e-12)
+    np.testing.assert_allclose(dx, finite_dx, rtol=1e-12)           # dout has no NaN: the same products
+
+
+def test_global_adaptive_avg_pool_of_inf_and_minus_inf_is_nan_without_a_warning():
+    out, dx = _forward_backward(lambda t: F.adaptive_avg_pool2d(t, 1), _ADAPTIVE_X)
+    np.testing.assert_array_equal(out, [[[[nan]]]])                  # torch 2.13: nan
+    np.testing.assert_array_equal(dx, np.full((1, 1, 4, 5), 1 / 20))
+
+
+# Values 300..2600: their deviations from the channel mean reach ~1000, whose square overflows float16.
+_BIG_HALF = (np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2) * 100 + 300).astype(np.float16)
+
+
+def test_float16_batch_norm_computes_its_statistics_in_float32_and_keeps_float16_buffers():
+    bn = minires.nn.BatchNorm2d(3, dtype="float16")
+    x = minires.tensor(_BIG_HALF, requires_grad=True)
+    out = bn(x)
+    assert out.dtype == np.float16 and bn.running_mean.dtype == np.float16   # as torch's BatchNorm2d(3).half()
+    # torch 2.13: nn.BatchNorm2d(3).half()(x)
+    np.testing.assert_array_equal(out.numpy()[0, 0], np.array([[-1.228515625, -1.0654296875],
+                                                               [-0.9013671875, -0.7373046875]], np.float16))
+    np.testing.assert_array_equal(out.numpy()[1, 2], np.array([[0.7373046875, 0.9013671875],
+                                                               [1.0654296875, 1.228515625]], np.float16))
+    np.testing.assert_array_equal(bn.running_mean.numpy(), np.array([105.0, 145.0, 185.0], np.float16))
+    np.testing.assert_array_equal(bn.running_var.numpy(), np.array([42560.0] * 3, np.float16))
+    out.backward(minires.tensor(np.ones((2, 3, 2, 2), np.float16)))
+    assert x.grad.dtype == np.float16 and np.isfinite(x.grad.numpy()).all()
+    np.testing.assert_allclose(x.grad.numpy(), 0, atol=1e-3)                 # d(sum xhat)/dx = 0
+    assert bn.weight.grad.dtype == np.float16
+    np.testing.assert_array_equal(bn.bias.grad.numpy(), np.full(3, 8, np.float16))
+    bn.eval()
+    assert np.isfinite(bn(x).numpy()).all()
+
+
+def test_float16_batch_norm_takes_float32_running_statistics_as_torch_does():
+    running_mean, running_var = minires.zeros(3), minires.ones(3)            # float32
+    out = F.batch_norm(minires.tensor(_BIG_HALF), running_mean, running_var, training=True)
+    assert out.dtype == np.float16 and running_mean.dtype == np.float32
+    # torch 2.13: F.batch_norm(x.half(), torch.zeros(3), torch.ones(3), training=True)
+    np.testing.assert_array_equal(out.numpy()[0, 0], np.array([[-1.228515625, -1.0654296875],
+                                                               [-0.9013671875, -0.7373046875]], np.float16))
+    np.testing.assert_array_equal(running_mean.numpy(), np.array([105.0, 145.0, 185.0], np.float32))
+    np.testing.assert_allclose(running_var.numpy(), [42572.328125] * 3, rtol=1e-6)
+
+
+def test_avg_pool_propagates_nan_and_inf_as_torch_without_a_warning():
+    x = np.array([[[[1.0, nan, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [9.0, 10.0, inf, 12.0], [13.0, 14.0, 15.0, -inf]]]])
+    xt = minires.tensor(x, requires_grad=True)
+    out = F.avg_pool2d(xt, 2, stride=1)
+    np.testing.assert_array_equal(out.numpy(), [[[[nan, nan, 5.5], [7.5, inf, inf], [11.5, inf, nan]]]])  # torch 2.13
+    out.backward(minires.tensor(np.array([[[[1.0, 2.0, 3.0], [4.0, -inf, 6.0], [7.0, 8.0, inf]]]])))
+    np.testing.assert_array_equal(xt.grad.numpy(), [[[[0.25, 0.75, 1.25, 0.75],       # torch 2.13's x.grad
+                                                      [1.25, -inf, -inf, 2.25],
+                                                      [2.75, -inf, nan, inf],
+                                                      [1.75, 3.75, inf, inf]]]])
+
+
+# (N=2, C=2, L=2): channel 0 holds a NaN, channel 1 an infinity; torch 2.13's values.
+_BN_X = np.array([[[1.0, 2.0], [3.0, 4.0]], [[nan, 6.0], [inf, 8.0]]])
+_BN_DOUT = np.array([[[1.0, nan], [1.0, 1.0]], [[1.0, 1.0], [inf, 1.0]]])
+
+
+def _batch_norm_forward_backward(x, dout, training):
+    running_mean, running_var = minires.zeros(2, dtype="float64"), minires.ones(2, dtype="float64")
+    xt = minires.tensor(x, requires_grad=True)
+    weight = minires.ones(2, dtype="float64", requires_grad=True)
+    bias = minires.zeros(2, dtype="float64", requires_grad=True)
+    out = F.batch_norm(xt, running_mean, running_var, weight, bias, training=training)
+    out.backward(minires.tensor(dout))
+    return (out.numpy(), xt.grad.numpy(), weight.grad.numpy(), bias.grad.numpy(),
+            running_mean.numpy(), running_var.numpy())
+
+
+def test_training_batch_norm_spreads_nan_over_the_channel_as_torch_does_without_a_warning():
+    out, dx, dweight, dbias, running_mean, running_var = _batch_norm_forward_backward(_BN_X, _BN_DOUT, True)
+    assert np.isnan(out).all() and np.isnan(dx).all() and np.isnan(dweight).all()
+    np.testing.assert_array_equal(dbias, [nan, inf])
+    np.testing.assert_array_equal(running_mean, [nan, inf])
+    np.testing.assert_array_equal(running_var, [nan, nan])
+    finite_x = np.arange(1.0, 9.0).reshape(2, 2, 2)                  # a NaN in dout alone
+    out, dx, dweight, dbias, running_mean, running_var = _batch_norm_forward_backward(finite_x, _BN_DOUT, True)
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(np.isnan(dx), [[[True, True], [True, True]], [[True, True], [True, False]]])
+    assert dx[1, 1, 1] == -inf
+    np.testing.assert_array_equal(dweight, [nan, inf])
+    np.testing.assert_array_equal(dbias, [nan, inf])
+
+
+def test_evaluation_batch_norm_keeps_nan_and_inf_where_they_are_as_torch_does():
+    out, dx, dweight, dbias, running_mean, running_var = _batch_norm_forward_backward(_BN_X, _BN_DOUT, False)
+    scale = 1 / np.sqrt(1 + 1e-5)
+    np.testing.assert_allclose(out, _BN_X * scale)                    # nan and inf stay in their places
+    np.testing.assert_allclose(dx, _BN_DOUT * scale)
+    np.testing.assert_array_equal(dweight, [nan, inf])
+    np.testing.assert_array_equal(dbias, [nan, inf])
+    np.testing.assert_array_equal(running_mean, [0, 0])
+    np.testing.assert_array_equal(running_var, [1, 1])
+
+
+def test_an_infinite_upstream_gradient_reaches_only_the_max_pool_winner():
+    x = minires.tensor(np.array([[[[1.0, 3.0], [2.0, 0.0]]]]), requires_grad=True)
+    y = F.max_pool2d(x, 2)
+    y.backward(minires.tensor(np.array([[[[np.inf]]]])))
+    assert x.grad.numpy().ravel().tolist() == [0.0, np.inf, 0.0, 0.0]      # torch: the same, no NaN
