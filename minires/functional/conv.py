@@ -168,7 +168,7 @@ class Conv2d(Function):
             del cols_g
         if need_dx and self.pointwise:                                       # the 1x1 path, backwards
             dx_s = self.w_g.transpose(0, 2, 1) @ dout4.reshape(N, G, Og, oh * ow)  # (N, G, Cg, oH*oW)
-            dx_s = dx_s.reshape(N, -1, oh, ow)                               # (N, C_in, oH, oW)
+            dx_s = dx_s.reshape(N, self.x.shape[1], oh, ow)                  # (N, C_in, oH, oW)
             if self.stride == (1, 1):
                 dx = dx_s
             else:                                                            # pixels the stride skipped get 0
@@ -178,7 +178,7 @@ class Conv2d(Function):
             # dcols has the shape of cols: written over a recomputed cols, it needs no new memory
             # (and no fresh pages from the operating system, which cost time as well).
             dcols = xp.matmul(self.w_g.transpose(0, 2, 1), dout_g, out=scratch)  # (G, K, M)
-            dcols = dcols.reshape(-1, kh, kw, N, oh, ow)                     # (C_in, kH, kW, N, oH, oW)
+            dcols = dcols.reshape(self.x.shape[1], kh, kw, N, oh, ow)        # (C_in, kH, kW, N, oH, oW)
             dx = col2im(dcols, self.x.shape, self.kernel, self.stride, self.padding, self.dilation)
         if dx is not None and self.unbatched:
             dx = dx[0]                                                       # (C_in, H, W)

@@ -99,7 +99,9 @@ class BatchNorm(Function):
         dtype = _compute_dtype(x)                              # float32 for float16: see _compute_dtype
         gamma = xp.ones(C, dtype=dtype) if weight is None else weight.astype(dtype, copy=False)  # (C,)
         beta = xp.zeros(C, dtype=dtype) if bias is None else bias.astype(dtype, copy=False)      # (C,)
-        if self.training:
+        if self.training and x.size == 0:                      # an empty batch: no statistics, and (as in
+            mean, var = xp.zeros(C, dtype=dtype), xp.ones(C, dtype=dtype)    # PyTorch) no update either
+        elif self.training:
             mean, var = xp.empty(C, dtype=dtype), xp.empty(C, dtype=dtype)   # (C,) each, filled below
         else:                                                  # (C,) each; a copy of the mean for backward
             mean, var = running_mean.astype(dtype, copy=True), running_var.astype(dtype, copy=False)
@@ -110,17 +112,17 @@ class BatchNorm(Function):
                 xc = x[:, c].astype(dtype, copy=False)         # (N, c, ...); a float32 copy of a float16 block
                 # a view of out that the steps below write into; for float16, a float32 block copied in at the end
                 y = out[:, c] if dtype == x.dtype else xp.empty_like(xc)
-                if self.training:
+                if self.training and x.size:
                     mean[c] = xc.mean(axis=axes)
                 xp.subtract(xc, mean[c].reshape(shape), out=y)               # x - mean
-                if self.training:
+                if self.training and x.size:
                     var[c] = xp.square(y).mean(axis=axes)                    # biased: divide by m
                 inv_std[c] = 1 / xp.sqrt(var[c] + self.eps)
                 y *= (gamma[c] * inv_std[c]).reshape(shape)                  # gamma * xhat
                 y += beta[c].reshape(shape)                                  # out = gamma * xhat + beta
                 if dtype != x.dtype:
                     out[:, c] = y                                            # rounded to float16 once
-        if self.training and running_mean is not None:
+        if self.training and running_mean is not None and x.size:
             m = x.size // C                                    # values per channel: N * H * W
             _update_running_stat(running_mean, mean, self.momentum)
             _update_running_stat(running_var, var * (m / (m - 1)), self.momentum)  # unbiased
@@ -193,7 +195,7 @@ def _check_arguments(x: Array, running_mean: Optional[Array], running_var: Optio
     if running_mean is None and not training:
         raise ValueError("batch_norm with training=False normalises with running_mean and running_var, "
                          "but they are None; pass them, or use training=True to normalise with batch statistics")
-    if training and x.size // max(C, 1) < 2:
+    if training and x.size // max(C, 1) == 1:                  # an empty batch is fine, as in PyTorch
         raise ValueError(f"Expected more than 1 value per channel when training, got input size "
                          f"{tuple(x.shape)}; the batch variance needs at least two values per channel: "
                          f"use a larger batch, or training=False")

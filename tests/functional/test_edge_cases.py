@@ -193,3 +193,38 @@ def test_an_infinite_upstream_gradient_reaches_only_the_max_pool_winner():
     y = F.max_pool2d(x, 2)
     y.backward(minires.tensor(np.array([[[[np.inf]]]])))
     assert x.grad.numpy().ravel().tolist() == [0.0, np.inf, 0.0, 0.0]      # torch: the same, no NaN
+
+
+@pytest.mark.parametrize("kernel, stride, groups", [(3, 1, 1), (1, 1, 1), (1, 2, 1), (3, 2, 1), (3, 1, 3)])
+def test_an_empty_batch_goes_through_conv2d_both_ways(kernel, stride, groups):
+    x = minires.zeros(0, 3, 5, 5, requires_grad=True)
+    w = minires.randn(6, 3 // groups, kernel, kernel, requires_grad=True)
+    b = minires.randn(6, requires_grad=True)
+    y = F.conv2d(x, w, b, stride=stride, padding=kernel // 2, groups=groups)
+    y.backward(minires.zeros(*y.shape))
+    assert y.shape[0] == 0 and x.grad.shape == x.shape
+    assert w.grad.numpy().sum() == 0 and b.grad.numpy().sum() == 0      # torch: zero gradients, no error
+
+
+def test_an_empty_batch_trains_batch_norm_as_pytorch_does():
+    # torch 2.13: output empty, running statistics untouched, num_batches_tracked counts the batch
+    from minires import nn
+    x = minires.zeros(0, 3, 4, 4, requires_grad=True)
+    bn = nn.BatchNorm2d(3)
+    y = bn(x)
+    y.backward(minires.zeros(0, 3, 4, 4))
+    assert y.shape == (0, 3, 4, 4) and x.grad.shape == (0, 3, 4, 4)
+    assert bn.running_mean.tolist() == [0.0] * 3 and bn.running_var.tolist() == [1.0] * 3
+    assert bn.num_batches_tracked.item() == 1
+    assert bn.weight.grad.tolist() == [0.0] * 3 and bn.bias.grad.tolist() == [0.0] * 3
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        nn.BatchNorm2d(3)(minires.zeros(1, 3, 1, 1))                   # one value per channel still raises
+
+
+def test_an_empty_batch_goes_through_a_whole_resnet_and_its_loss():
+    model = minires.models.resnet20()
+    images, labels = minires.zeros(0, 3, 8, 8), minires.zeros(0, dtype="int64")
+    loss = F.cross_entropy(model(images), labels)
+    assert np.isnan(loss.item())                                     # torch: the mean of nothing is NaN
+    loss.backward()
+    assert all(p.grad is not None and np.isfinite(p.grad.numpy()).all() for p in model.parameters())
