@@ -126,8 +126,9 @@ def test_the_residual_block_with_in_place_add_gets_exactly_the_out_of_place_grad
         G = minires.tensor(np.random.default_rng(3).standard_normal((2, 4, 5, 5)))
         block(x).backward(G)
         grads.append([x.grad.numpy()] + [p.grad.numpy() for p in block.parameters()])
-    for a, b in zip(*grads):
-        np.testing.assert_array_equal(a, b)
+    names = ["the input"] + [f"{name} of the block" for name, _ in block.named_parameters()]
+    for name, a, b in zip(names, *grads):
+        np.testing.assert_array_equal(a, b, err_msg=f"gradient of {name}")
 
 
 @pytest.mark.parametrize("update", ["add_", "sub_", "mul_", "div_", "addcmul_", "addcdiv_", "lerp_", "clamp_", "sqrt_",

@@ -182,7 +182,7 @@ def test_export_loads_into_the_same_torch_network_and_agrees(tmp_path):
         np.testing.assert_allclose(net(minires.tensor(inputs())).numpy(), expected, rtol=1e-5, atol=1e-5)
     # both took one more training step on the same batch: their running statistics still agree
     for key, value in net.state_dict().items():
-        np.testing.assert_allclose(value.numpy(), twin.state_dict()[key].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(value.numpy(), twin.state_dict()[key].numpy(), rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 def test_import_a_torch_checkpoint_and_agree(tmp_path):
@@ -230,7 +230,7 @@ def test_minires_to_torch_format_and_back_is_exact(tmp_path):
     assert list(back) == list(net.state_dict())
     for key, value in net.state_dict().items():
         assert back[key].dtype == value.dtype
-        np.testing.assert_array_equal(back[key], value.numpy())
+        np.testing.assert_array_equal(back[key], value.numpy(), err_msg=key)
 
 
 # ---------------------------------------------------------------------------- transfer learning

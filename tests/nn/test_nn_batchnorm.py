@@ -23,8 +23,8 @@ def test_parameters_buffers_and_initial_values():
     assert [n for n, _ in bn.named_buffers()] == ["running_mean", "running_var", "num_batches_tracked"]
     np.testing.assert_array_equal(bn.weight.numpy(), 1)
     np.testing.assert_array_equal(bn.bias.numpy(), 0)
-    np.testing.assert_array_equal(bn.running_mean.numpy(), 0)
-    np.testing.assert_array_equal(bn.running_var.numpy(), 1)
+    np.testing.assert_array_equal(bn.running_mean.numpy(), 0, err_msg="batch norm's running_mean")
+    np.testing.assert_array_equal(bn.running_var.numpy(), 1, err_msg="batch norm's running_var")
     assert bn.num_batches_tracked.dtype == np.int64 and bn.num_batches_tracked.shape == ()
     assert int(bn.num_batches_tracked) == 0
     assert not bn.running_mean.requires_grad
@@ -50,8 +50,10 @@ def test_running_update_over_several_batches_matches_the_oracle(xp, device, mome
         out = bn(x)
         expected, mean, var = reference_batch_norm(x.numpy(), mean, var, training=True, momentum=momentum)
         np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(backend.to_numpy(bn.running_mean.data), mean, rtol=1e-12)
-        np.testing.assert_allclose(backend.to_numpy(bn.running_var.data), var, rtol=1e-12)
+        np.testing.assert_allclose(backend.to_numpy(bn.running_mean.data), mean, rtol=1e-12,
+                                   err_msg="batch norm's running_mean")
+        np.testing.assert_allclose(backend.to_numpy(bn.running_var.data), var, rtol=1e-12,
+                                   err_msg="batch norm's running_var")
         assert int(bn.num_batches_tracked) == step + 1
     assert bn.num_batches_tracked.dtype == np.int64
 
@@ -70,9 +72,12 @@ def test_momentum_none_is_a_cumulative_average(xp, device):
         batch_means.append(x.numpy().mean(axis=0))
         batch_vars.append(x.numpy().var(axis=0, ddof=1))
     # factor 1, 1/2, 1/3, 1/4: the running statistics are the plain averages of the batches'
-    np.testing.assert_allclose(backend.to_numpy(bn.running_mean.data), np.mean(batch_means, axis=0), rtol=1e-12)
-    np.testing.assert_allclose(backend.to_numpy(bn.running_var.data), np.mean(batch_vars, axis=0), rtol=1e-12)
-    np.testing.assert_allclose(backend.to_numpy(bn.running_mean.data), mean, rtol=1e-12)
+    np.testing.assert_allclose(backend.to_numpy(bn.running_mean.data), np.mean(batch_means, axis=0), rtol=1e-12,
+                               err_msg="batch norm's running_mean")
+    np.testing.assert_allclose(backend.to_numpy(bn.running_var.data), np.mean(batch_vars, axis=0), rtol=1e-12,
+                               err_msg="batch norm's running_var")
+    np.testing.assert_allclose(backend.to_numpy(bn.running_mean.data), mean, rtol=1e-12,
+                               err_msg="batch norm's running_mean")
     assert int(bn.num_batches_tracked) == 4
 
 
@@ -89,7 +94,7 @@ def test_eval_mode_uses_running_statistics_and_updates_nothing():
                                           state["weight"], state["bias"], training=False)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10, atol=1e-12)
     for key, value in bn.state_dict().items():
-        np.testing.assert_array_equal(value.numpy(), state[key])
+        np.testing.assert_array_equal(value.numpy(), state[key], err_msg=key)
     single = minires.tensor(rng.standard_normal((1, 3, 1, 1)))                # one value per channel is fine
     assert bn(single).shape == (1, 3, 1, 1)
 
@@ -102,7 +107,8 @@ def test_no_grad_does_not_switch_to_evaluation():
         out = frozen(x)
     expected = trained(x)
     np.testing.assert_array_equal(out.numpy(), expected.numpy())              # batch statistics still
-    np.testing.assert_array_equal(frozen.running_mean.numpy(), trained.running_mean.numpy())
+    np.testing.assert_array_equal(frozen.running_mean.numpy(), trained.running_mean.numpy(),
+                                  err_msg="batch norm's running_mean")
     assert int(frozen.num_batches_tracked) == 1                               # and still counted
     assert not out.requires_grad and expected.requires_grad
 
@@ -161,8 +167,10 @@ def test_module_agrees_with_pytorch_fixtures(case):
     tol = dict(rtol=1e-10, atol=1e-12) if x.dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out.numpy(), get("out"), **tol)
     np.testing.assert_allclose(xt.grad, get("grad_x"), **tol)
-    np.testing.assert_allclose(bn.running_mean.numpy(), get("running_mean_after"), **tol)
-    np.testing.assert_allclose(bn.running_var.numpy(), get("running_var_after"), **tol)
+    np.testing.assert_allclose(bn.running_mean.numpy(), get("running_mean_after"), **tol,
+                               err_msg="batch norm's running_mean")
+    np.testing.assert_allclose(bn.running_var.numpy(), get("running_var_after"), **tol,
+                               err_msg="batch norm's running_var")
     if bn.affine:
         np.testing.assert_allclose(bn.weight.grad, get("grad_weight"), **tol)
         np.testing.assert_allclose(bn.bias.grad, get("grad_bias"), **tol)

@@ -71,7 +71,7 @@ def test_load_round_trip_copies_into_existing_arrays():
     assert [id(p) for p in target.parameters()] == [id(p) for p in params]
     assert all(p.data is a for p, a in zip(target.parameters(), arrays))
     for key, value in source.state_dict().items():
-        np.testing.assert_array_equal(target.state_dict()[key].numpy(), value.numpy())
+        np.testing.assert_array_equal(target.state_dict()[key].numpy(), value.numpy(), err_msg=key)
 
 
 def test_load_accepts_numpy_arrays_and_converts_dtype():

@@ -51,9 +51,9 @@ def test_no_weight_decay_on_norm_weights_and_biases():
         p.grad = minires.zeros_like(p)
     before = [p.numpy().copy() for p in model.parameters()]
     optimizer.step()
-    for p, old in zip(model.parameters(), before):
+    for (name, p), old in zip(model.named_parameters(), before):
         if p.ndim >= 2:
-            np.testing.assert_allclose(p.numpy(), old * (1 - 0.1 * 0.5))   # a zero gradient: decay only
+            np.testing.assert_allclose(p.numpy(), old * (1 - 0.1 * 0.5), err_msg=name)   # zero gradient: decay only
         else:
             np.testing.assert_array_equal(p.numpy(), old)
 
