@@ -6,6 +6,8 @@ that runs on NumPy (CPU) and CuPy (GPU) alike. Start with ``minires.tensor`` and
 """
 from minires import backend, data, functional, io, models, nn, optim
 from minires.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from minires.functional import (abs, cat, clamp, exp, log, matmul, sigmoid, softmax, sqrt, stack, tanh,  # noqa: A004
+                                where)
 from minires.backend import cuda_is_available
 from minires.io import load, save
 from minires.creation import arange, full, ones, ones_like, zeros, zeros_like
@@ -25,4 +27,5 @@ __all__ = [
     "manual_seed", "randn", "rand", "randint", "zeros", "ones", "full", "zeros_like", "ones_like",
     "arange", "cuda_is_available", "backend", "functional", "models", "nn", "optim", "data", "io", "save", "load", "float32", "float64", "int64",
     "viz", "trace",
+    "abs", "cat", "clamp", "exp", "log", "matmul", "sigmoid", "softmax", "sqrt", "stack", "tanh", "where",
 ]

@@ -135,6 +135,16 @@ class TensorMethods:
     def softmax(self, dim: int) -> "Tensor":
         return F.softmax(self, dim)
 
+    def clamp(self, min: Optional[Number] = None, max: Optional[Number] = None) -> "Tensor":  # noqa: A002
+        return F.clamp(self, min, max)
+
+    def pow(self, exponent: Any) -> "Tensor":
+        return F.pow(self, exponent)
+
+    def where(self, condition: Any, other: Any) -> "Tensor":
+        """``condition ? self : other``, elementwise (PyTorch's ``x.where(condition, y)``)."""
+        return F.where(condition, self, other)
+
     def sum(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
         return F.sum(self, dim, keepdim)
 

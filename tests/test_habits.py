@@ -234,3 +234,16 @@ def test_a_repeated_dim_is_refused_not_reduced_once():
     with pytest.raises(IndexError, match=r"range of \[-1, 0\], but got 1"):
         scalar.sum(dim=1)
     np.testing.assert_array_equal(minires.functional.max(scalar, 0).values.numpy(), 3.0)
+
+
+def test_the_tensor_methods_and_top_level_functions_pytorch_code_calls():
+    x = minires.tensor([-2.0, 0.5, 3.0], requires_grad=True)
+    y = minires.cat([x.clamp(-1, 1), x.pow(2), x.where(x > 0, 0.0), minires.sigmoid(x), minires.tanh(x).abs()])
+    y.backward(minires.ones(15))
+    s = 1 / (1 + np.exp(-x.numpy()))
+    t = np.tanh(x.numpy())
+    expected = (np.abs(x.numpy()) <= 1) + 2 * x.numpy() + (x.numpy() > 0) + s * (1 - s) + np.sign(t) * (1 - t ** 2)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-6, err_msg="gradient of x")
+    assert minires.stack([x, x], dim=1).shape == (3, 2)
+    assert minires.where(x > 0, x, 0.0).tolist() == [0.0, 0.5, 3.0]
+    assert minires.softmax(x, dim=0).sum().item() == pytest.approx(1.0)
