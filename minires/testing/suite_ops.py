@@ -21,6 +21,7 @@ from minires.testing.gradcheck import adjoint_check, gradcheck, gradcheck_module
 from minires.testing.strategies import (ConvConfig, PoolConfig, away_from_zero, conv2d_configs, distinct_values,
                                         normal_array, pool2d_configs)
 from minires.testing.suite import Operation, exact, leaf
+from minires.testing.suite_ops_more import more_operations
 from minires.testing.tiers import GradcheckError
 
 SEEDS = st.integers(0, 2**16)
@@ -339,4 +340,4 @@ def _operations() -> Dict[str, Operation]:
 
 
 #: Every operation ``minires gradcheck`` knows, by name.
-OPERATIONS: Dict[str, Operation] = _operations()
+OPERATIONS: Dict[str, Operation] = {**_operations(), **more_operations()}

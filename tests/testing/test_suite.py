@@ -269,3 +269,18 @@ def test_unknown_operations_and_bad_counts_are_clear_errors():
         run_suite(["conv3d"])
     with pytest.raises(ValueError, match="examples must be at least 1"):
         run_operation(OPERATIONS["relu"], examples=0)
+
+
+def test_the_later_operations_are_in_the_suite_and_their_kink_rules_are_exact(monkeypatch):
+    from minires.functional import activation
+    assert {"sigmoid", "tanh", "gelu", "leaky_relu", "abs", "softmax", "mse_loss", "l1_loss",
+            "binary_cross_entropy_with_logits", "cat", "stack", "where"} <= set(OPERATIONS)
+    real = activation.Abs.backward
+
+    def abs_with_slope_one_at_zero(self, dout):                # sign(0) taken as 1: a classic slip
+        (dx,) = real(self, dout)
+        return (dx + dout * (self.sign == 0),)
+
+    monkeypatch.setattr(activation.Abs, "backward", abs_with_slope_one_at_zero)
+    result = run("abs")
+    assert not result.passed and "abs'(0) = 0" in result.message
