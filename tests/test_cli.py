@@ -11,9 +11,10 @@ def test_gradcheck_all_passes(capsys):
     out = capsys.readouterr().out
     for name in ("relu", "linear", "matmul", "add", "mul", "div", "sum", "mean", "max", "conv2d", "max_pool2d",
                  "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "log_softmax", "cross_entropy", "basic_block",
-                 "bottleneck"):
+                 "bottleneck", "sigmoid", "gelu", "leaky_relu", "abs", "softmax", "mse_loss", "l1_loss",
+                 "binary_cross_entropy_with_logits", "cat", "stack", "where"):
         assert re.search(rf"^{name} +passed in", out, flags=re.M), out
-    assert "18 of 18 operations passed (3 drawn examples each, seed 0)" in out
+    assert "30 of 30 operations passed (3 drawn examples each, seed 0)" in out
 
 
 def test_gradcheck_reports_every_operation_and_the_smallest_failing_case(capsys, monkeypatch):
