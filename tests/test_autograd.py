@@ -331,16 +331,18 @@ def test_a_function_that_returns_the_wrong_gradients_is_named(xp):
 
 
 def test_mixing_devices_is_a_clear_error_that_names_both(xp, monkeypatch):
-    """No GPU is needed to test the error: one array is made to report "cuda:0"."""
+    """No second device is needed to test the error: one array is made to report another device
+    than the one it is on (cuda:0 on the CPU; cuda:1 on a machine's first GPU, so that the two differ)."""
     a, b = leaf(xp, [1.0, 2.0]), leaf(xp, [3.0, 4.0])
     real_device_of = backend.device_of
-    monkeypatch.setattr(backend, "device_of", lambda arr: "cuda:0" if arr is b.data else real_device_of(arr))
     here = real_device_of(a.data)
-    with pytest.raises(RuntimeError, match=rf"different devices: \['{here}', 'cuda:0'\].*\.to\("):
+    other = "cuda:1" if here == "cuda:0" else "cuda:0"
+    monkeypatch.setattr(backend, "device_of", lambda arr: other if arr is b.data else real_device_of(arr))
+    with pytest.raises(RuntimeError, match=rf"different devices: \['{here}', '{other}'\].*\.to\("):
         a + b
     with pytest.raises(RuntimeError, match="different devices"):
         F.matmul(a, b)
-    with pytest.raises(RuntimeError, match=rf"gradient on cuda:0 for a tensor on {here}"):
+    with pytest.raises(RuntimeError, match=rf"gradient on {other} for a tensor on {here}"):
         (a * 2.0).backward(b.data)
 
 

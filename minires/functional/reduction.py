@@ -126,7 +126,8 @@ class Max(Function):
         moved = list(self.shape)
         moved.append(moved.pop(self.dim % len(self.shape)))
         dx = xp.zeros(moved, dtype=dout.dtype)                 # (..., n) with the reduced axis last
-        xp.put_along_axis(dx, self.argmax[..., None], dout[..., None], axis=-1)
+        rows = dx.reshape(-1, moved[-1])                       # (R, n): one row per reduced slice, a view
+        rows[xp.arange(rows.shape[0]), self.argmax.reshape(-1)] = dout.reshape(-1)   # each row's winner
         return (xp.moveaxis(dx, -1, self.dim),)
 
 

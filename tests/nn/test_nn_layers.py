@@ -56,7 +56,7 @@ def test_linear_agrees_with_the_functional_op(xp, device):
     x = randn(rng, 4, 5, device=device)
     np.testing.assert_array_equal(fc(x).numpy(), F.linear(x, fc.weight, fc.bias).numpy())
     np.testing.assert_allclose(fc(x).numpy(), x.numpy() @ fc.weight.numpy().T + fc.bias.numpy(), rtol=1e-6)
-    assert nn.Linear(5, 3, bias=False)(x).shape == (4, 3)
+    assert nn.Linear(5, 3, bias=False).to(device)(x).shape == (4, 3)
 
 
 @pytest.mark.parametrize("make, fan_in", [(lambda: nn.Conv2d(6, 8, 3, groups=2), 3 * 9),
