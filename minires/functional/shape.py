@@ -78,7 +78,11 @@ class GetItem(Function):
 
     def backward(self, dout: Array) -> tuple:
         dx = get_array_module(dout).zeros(self.shape, dtype=self.dtype)
-        backend.scatter_add(dx, self.index, dout)
+        index = self.index if isinstance(self.index, tuple) else (self.index,)
+        if all(isinstance(i, (slice, numbers.Integral)) or i is Ellipsis for i in index):
+            dx[self.index] = dout                # basic indexing picks each element once: a plain copy
+        else:                                    # integer arrays may repeat an index: those add up
+            backend.scatter_add(dx, self.index, dout)
         return (dx,)
 
 
