@@ -231,11 +231,7 @@ def _plot_grad_norms(path: str, epochs: List[List[float]]) -> None:
            title="gradient norm of each layer's weights")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, png.getvalue())
+    _save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -309,6 +305,12 @@ def _plot(path: str, rows: List[dict]) -> None:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
+    _save_figure(fig, path)
+
+
+def _save_figure(fig: Any, path: str) -> None:
+    """Write a matplotlib figure as a PNG, atomically, and free it."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)

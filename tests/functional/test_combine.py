@@ -141,8 +141,6 @@ def test_bad_arguments_are_clear_errors(xp):
 
 @pytest.mark.parametrize("name", ["cat", "stack", "where"])
 def test_combine_agrees_with_pytorch(xp, name):
-    if not FIXTURES.exists():
-        pytest.skip("extra_ops.npz has not been made yet")
     data = np.load(FIXTURES, allow_pickle=False)
     for k in range(int(data[f"{name}/meta/num_cases"])):
         prefix = f"{name}/case{k}/"

@@ -77,8 +77,6 @@ def test_bad_probability_is_pytorchs_error(xp, p):
 
 
 def test_dropout_agrees_with_pytorch_given_its_mask(xp):
-    if not FIXTURES.exists():
-        pytest.skip("extra_ops.npz has not been made yet")
     data = np.load(FIXTURES, allow_pickle=False)
     for k in range(int(data["dropout/meta/num_cases"])):
         prefix = f"dropout/case{k}/"
