@@ -31,13 +31,14 @@ from __future__ import annotations
 import contextlib
 import numbers
 import threading
-from typing import Any, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 from minires.autograd import Function
 from minires.backend import Array, get_array_module
 from minires.functional.arithmetic import check_same_dtype
 from minires.functional.im2col import Pair, col2im, conv_output_size, im2col, pair
 from minires.functional.padding import pad
+from minires.parallel import Chunk, batch_chunks, for_each_chunk, scratch
 
 IntOrPair = Union[int, Tuple[int, int]]
 
@@ -114,72 +115,108 @@ class Conv2d(Function):
         x4 = x[None] if x.ndim == 3 else x                                  # (N, C_in, H, W)
         N, C_in, H, W = x4.shape
         C_out, Cg, kh, kw = weight.shape
-        G, K = self.groups, Cg * kh * kw
+        G, Og, K = self.groups, C_out // self.groups, Cg * kh * kw
         oh, ow = _output_size(x4.shape, (kh, kw), self.stride, self.padding, self.dilation)
-        w_g = weight.reshape(G, C_out // G, K)                               # (G, Og, K)
+        w_g = weight.reshape(G, Og, K)                                       # (G, Og, K)
         self.x, self.w_g, self.kernel, self.unbatched = x4, w_g, (kh, kw), x.ndim == 3
-        self.cols_g = None
         # A 1x1 kernel without padding sees one pixel per window: its cols would only be x with the
         # channels moved first. One product per image, on x as it lies, skips that copy and gives
         # (N, C_out, oH, oW) directly. A stride keeps every s-th pixel: a strided slice.
         self.pointwise = (kh, kw) == (1, 1) and self.padding == (0, 0)
-        if self.pointwise:
-            x_s = x4[:, :, ::self.stride[0], ::self.stride[1]]              # (N, C_in, oH, oW), a view
-            out = w_g @ x_s.reshape(N, G, Cg, oh * ow)                       # (N, G, Og, oH*oW)
-            out = out.reshape(N, C_out, oh, ow)                              # (N, C_out, oH, oW)
-            if bias is not None:
-                out += bias.reshape(1, C_out, 1, 1)
-            return out[0] if self.unbatched else out
-        cols = im2col(x4, (kh, kw), self.stride, self.padding, self.dilation, (oh, ow))  # (C_in, kH, kW, N, oH, oW)
-        cols_g = cols.reshape(G, K, N * oh * ow)                             # (G, K, M)
-        out_g = w_g @ cols_g                                                 # (G, Og, M): the one product
-        out = out_g.reshape(C_out, N, oh, ow).transpose(1, 0, 2, 3)          # (N, C_out, oH, oW), a view
-        result = xp.empty((N, C_out, oh, ow), dtype=x.dtype)                 # (N, C_out, oH, oW)
-        if bias is None:                                                     # one pass makes it contiguous
-            result[...] = out
-        else:                                                                # ... and adds the bias on the way
-            xp.add(out, bias.reshape(1, C_out, 1, 1), out=result)
-        self.cols_g = cols_g if self.save_cols else None
-        return result[0] if self.unbatched else result
+        self.chunks = _chunks(xp, N, C_in * kh * kw * oh * ow * x.dtype.itemsize, Og, oh * ow)
+        self.cols_g = [None] * len(self.chunks) if self.save_cols and not self.pointwise else None
+        out = xp.empty((N, C_out, oh, ow), dtype=x.dtype)                    # (N, C_out, oH, oW)
+
+        def forward_chunk(k: int, start: int, stop: int) -> None:           # images start..stop-1
+            n = stop - start
+            if self.pointwise:
+                x_s = x4[start:stop, :, ::self.stride[0], ::self.stride[1]]  # (n, C_in, oH, oW), a view
+                out_c = out[start:stop].reshape(n, G, Og, oh * ow)            # (n, G, Og, oH*oW), a view
+                xp.matmul(w_g, x_s.reshape(n, G, Cg, oh * ow), out=out_c)    # one product per image
+                if bias is not None:
+                    out[start:stop] += bias.reshape(1, C_out, 1, 1)
+                return
+            keep = self.cols_g is not None                                 # kept for backward: fresh memory
+            cols = im2col(x4[start:stop], (kh, kw), self.stride, self.padding, self.dilation, (oh, ow),
+                          out=None if keep else scratch("conv.cols", (C_in, kh, kw, n, oh, ow), x.dtype, xp))
+            cols_g = cols.reshape(G, K, n * oh * ow)                         # (G, K, n*oH*oW)
+            out_g = xp.matmul(w_g, cols_g, out=scratch("conv.out", (G, Og, n * oh * ow), x.dtype, xp))
+            out_c = out_g.reshape(C_out, n, oh, ow).transpose(1, 0, 2, 3)    # (n, C_out, oH, oW), a view
+            if bias is None:                                                 # one pass makes it contiguous
+                out[start:stop] = out_c
+            else:                                                            # ... and adds the bias on the way
+                xp.add(out_c, bias.reshape(1, C_out, 1, 1), out=out[start:stop])
+            if keep:
+                self.cols_g[k] = cols_g
+
+        for_each_chunk(forward_chunk, self.chunks, xp)                       # the batch, chunk by chunk
+        return out[0] if self.unbatched else out
 
     def backward(self, dout: Array) -> tuple:
         # BEGIN SOLUTION conv2d
         xp = get_array_module(dout)
         dout4 = dout[None] if self.unbatched else dout                       # (N, C_out, oH, oW)
+        x4, w_g, chunks = self.x, self.w_g, self.chunks
         N, C_out, oh, ow = dout4.shape
-        G, Og, K = self.w_g.shape
+        C_in, H, W = x4.shape[1:]
+        G, Og, K = w_g.shape
         kh, kw = self.kernel
+        Cg = K // (kh * kw)
         need_dx, need_dw, need_db = self.needs_input_grad
         dx = dw = db = None
         if need_db:
             db = dout4.sum(axis=(0, 2, 3))                                   # (C_out,)
-        if need_dw or (need_dx and not self.pointwise):
-            dout_g = xp.ascontiguousarray(dout4.transpose(1, 0, 2, 3))       # (C_out, N, oH, oW)
-            dout_g = dout_g.reshape(G, Og, N * oh * ow)                      # (G, Og, M)
-        scratch = None                                                       # a dead (G, K, M) buffer, if any
-        if need_dw:
-            cols_g = self.cols_g
-            if cols_g is None:                                               # recompute what forward dropped
-                cols_g = im2col(self.x, self.kernel, self.stride, self.padding, self.dilation,
-                                (oh, ow)).reshape(G, K, N * oh * ow)         # (G, K, M)
-                scratch = cols_g                                             # dead once dW is computed
-            dw = dout_g @ cols_g.transpose(0, 2, 1)                          # (G, Og, K)
-            dw = dw.reshape(C_out, K // (kh * kw), kh, kw)                   # (C_out, C_in/G, kH, kW)
-            del cols_g
-        if need_dx and self.pointwise:                                       # the 1x1 path, backwards
-            dx_s = self.w_g.transpose(0, 2, 1) @ dout4.reshape(N, G, Og, oh * ow)  # (N, G, Cg, oH*oW)
-            dx_s = dx_s.reshape(N, self.x.shape[1], oh, ow)                  # (N, C_in, oH, oW)
-            if self.stride == (1, 1):
-                dx = dx_s
-            else:                                                            # pixels the stride skipped get 0
-                dx = xp.zeros(self.x.shape, dtype=dout.dtype)                # (N, C_in, H, W)
-                dx[:, :, ::self.stride[0], ::self.stride[1]] = dx_s
-        elif need_dx:
-            # dcols has the shape of cols: written over a recomputed cols, it needs no new memory
-            # (and no fresh pages from the operating system, which cost time as well).
-            dcols = xp.matmul(self.w_g.transpose(0, 2, 1), dout_g, out=scratch)  # (G, K, M)
-            dcols = dcols.reshape(self.x.shape[1], kh, kw, N, oh, ow)        # (C_in, kH, kW, N, oH, oW)
-            dx = col2im(dcols, self.x.shape, self.kernel, self.stride, self.padding, self.dilation)
+        if need_dx:
+            strided_1x1 = self.pointwise and self.stride != (1, 1)          # pixels the stride skipped get 0
+            dx = (xp.zeros if strided_1x1 else xp.empty)(x4.shape, dtype=dout.dtype)  # (N, C_in, H, W)
+        dw_chunks = xp.empty((len(chunks), G, Og, K), dtype=dout.dtype) if need_dw else None
+        # With stride 1, dx is itself a convolution: of dout, padded by d(k-1) - p, with the kernel turned
+        # by 180 degrees and its in/out channels swapped (docs/derivations/conv2d.md, section 3). That is an
+        # im2col copy of dout and a product, faster than col2im's kH*kW scatter-adds when dout has no more
+        # channels than x (the copy is C_out*kH*kW rows; benchmarks/README.md, "Chunks and threads").
+        flip_pad = tuple(d * (k - 1) - p for k, d, p in zip(self.kernel, self.dilation, self.padding))
+        as_conv = (need_dx and not self.pointwise and self.stride == (1, 1) and min(flip_pad) >= 0
+                   and C_out <= C_in)
+        if as_conv:
+            w_flip = self.w_g.reshape(G, Og, Cg, kh, kw)[..., ::-1, ::-1]   # (G, Og, Cg, kH, kW), turned
+            w_flip = xp.ascontiguousarray(w_flip.transpose(0, 2, 1, 3, 4))  # (G, Cg, Og, kH, kW), swapped
+            w_flip = w_flip.reshape(G, Cg, Og * kh * kw)                     # (G, Cg, Og*kH*kW)
+
+        def backward_chunk(k: int, start: int, stop: int) -> None:          # images start..stop-1
+            n, M = stop - start, (stop - start) * oh * ow
+            if need_dw or (need_dx and not self.pointwise and not as_conv):
+                dout_g = scratch("conv.dout", (C_out, n, oh, ow), dout.dtype, xp)
+                dout_g[...] = dout4[start:stop].transpose(1, 0, 2, 3)      # (C_out, n, oH, oW)
+                dout_g = dout_g.reshape(G, Og, M)                            # (G, Og, M)
+            if need_dw:
+                cols_g = None if self.cols_g is None else self.cols_g[k]
+                if cols_g is None:                                           # recompute what forward dropped
+                    cols_g = im2col(x4[start:stop], self.kernel, self.stride, self.padding, self.dilation,
+                                    (oh, ow), out=scratch("conv.cols", (C_in, kh, kw, n, oh, ow), dout.dtype, xp))
+                    cols_g = cols_g.reshape(G, K, M)                         # (G, K, M)
+                xp.matmul(dout_g, cols_g.transpose(0, 2, 1), out=dw_chunks[k])  # (G, Og, K): this chunk's share
+            if need_dx and self.pointwise:                                   # the 1x1 path, backwards
+                dout_c = dout4[start:stop].reshape(n, G, Og, oh * ow)        # (n, G, Og, oH*oW)
+                dx_s = xp.matmul(w_g.transpose(0, 2, 1), dout_c)            # (n, G, Cg, oH*oW)
+                dx[start:stop, :, ::self.stride[0], ::self.stride[1]] = dx_s.reshape(n, C_in, oh, ow)
+            elif as_conv:                                                    # dx = conv(dout, turned kernel)
+                dcols = im2col(dout4[start:stop], self.kernel, (1, 1), flip_pad, self.dilation, (H, W),
+                               out=scratch("conv.cols", (C_out, kh, kw, n, H, W), dout.dtype, xp))
+                dx_g = xp.matmul(w_flip, dcols.reshape(G, Og * kh * kw, n * H * W),
+                                 out=scratch("conv.dx", (G, Cg, n * H * W), dout.dtype, xp))  # (G, Cg, n*H*W)
+                dx[start:stop] = dx_g.reshape(C_in, n, H, W).transpose(1, 0, 2, 3)   # (n, C_in, H, W)
+            elif need_dx:
+                # dcols has the shape of cols, and cols is dead once dW is computed: its scratch buffer takes it.
+                dcols = xp.matmul(w_g.transpose(0, 2, 1), dout_g,
+                                  out=scratch("conv.cols", (G, K, M), dout.dtype, xp))  # (G, K, M)
+                dcols = dcols.reshape(C_in, kh, kw, n, oh, ow)               # (C_in, kH, kW, n, oH, oW)
+                col2im(dcols, (n, C_in, H, W), self.kernel, self.stride, self.padding, self.dilation,
+                       out=dx[start:stop])                                   # (n, C_in, H, W)
+
+        for_each_chunk(backward_chunk, chunks, xp)                           # the batch, chunk by chunk
+        if need_dw:                                                          # the chunks' shares, in chunk order
+            dw = dw_chunks[0] if len(chunks) == 1 else dw_chunks.sum(axis=0)  # (G, Og, K)
+            dw = dw.reshape(C_out, Cg, kh, kw)                   # (C_out, C_in/G, kH, kW)
         if dx is not None and self.unbatched:
             dx = dx[0]                                                       # (C_in, H, W)
         return dx, dw, db
@@ -257,6 +294,13 @@ def _check_inputs(x: Array, weight: Array, bias: Optional[Array], groups: int) -
         if tuple(bias.shape) != (C_out,):
             raise ValueError(f"conv2d expects bias of shape ({C_out},) (one per output channel), "
                              f"got {tuple(bias.shape)}")
+
+
+def _chunks(xp: Any, N: int, cols_bytes_per_image: int, filters: int, pixels: int) -> List[Chunk]:
+    """The batch cut into chunks (``minires.parallel``): runs of images whose columns fill a few MB, each
+    at least ``filters / pixels`` images long so that a chunk's product has at least as many columns as
+    the weight matrix has rows (fewer, and reading the weights would cost more than the product saves)."""
+    return batch_chunks(N, cols_bytes_per_image, min_images=-(-filters // max(1, pixels)), xp=xp)
 
 
 def _output_size(x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:

@@ -27,11 +27,12 @@ Derivation: docs/derivations/im2col.md.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterator, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 import numpy
 
 from minires.backend import Array, get_array_module
+from minires.parallel import scratch
 
 Pair = Tuple[int, int]
 
@@ -93,10 +94,11 @@ def window_slices(kernel: Pair, stride: Pair, dilation: Pair, out_size: Pair) ->
 
 
 def im2col(x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_size: Pair,
-           pad_value: float = 0.0) -> Array:
+           pad_value: float = 0.0, out: Optional[Array] = None) -> Array:
     """Copy every (kH, kW) window of ``x`` into the columns of a (C, kH, kW, N, oH, oW) array.
 
     ``pad_value`` fills the padding: 0 for convolution and average pooling, -inf for max pooling.
+    ``out``, if given, is the array to fill (any array of that shape, e.g. a reused scratch buffer).
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
@@ -104,34 +106,45 @@ def im2col(x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, 
     Hp, Wp = padded_shape(x.shape, kernel, stride, padding, dilation, out_size)
     if (Hp, Wp) == (H, W):
         x_pad = x
-    else:
-        x_pad = xp.full((N, C, Hp, Wp), pad_value, dtype=x.dtype)             # (N, C, Hp, Wp)
-        x_pad[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W] = x
+    else:                                    # the padded copy never leaves this function: scratch memory
+        x_pad = scratch("im2col.x_pad", (N, C, Hp, Wp), x.dtype, xp)             # (N, C, Hp, Wp)
+        top, left = padding
+        x_pad[:, :, top:top + H, left:left + W] = x
+        x_pad[:, :, :top] = pad_value                                        # the border: rows above,
+        x_pad[:, :, top + H:] = pad_value                                    # rows below (and ceil_mode's extra),
+        x_pad[:, :, top:top + H, :left] = pad_value                          # left of the image,
+        x_pad[:, :, top:top + H, left + W:] = pad_value                      # right of it
     # cols[c, i, j, n, y, x] = x_pad[n, c, y*sH + i*dH, x*sW + j*dW] is a view of x_pad: only
     # the step sizes (in bytes) of its six axes differ. Nothing is copied before `cols[...] =`.
     sN, sC, sH, sW = x_pad.strides
     windows = xp.lib.stride_tricks.as_strided(
         x_pad, shape=(C, kh, kw, N) + tuple(out_size),
         strides=(sC, sH * dilation[0], sW * dilation[1], sN, sH * stride[0], sW * stride[1]))
-    cols = xp.empty(windows.shape, dtype=x.dtype)                           # (C, kH, kW, N, oH, oW)
+    cols = xp.empty(windows.shape, dtype=x.dtype) if out is None else out.reshape(windows.shape)
     cols[...] = windows                                                     # the one copy
     return cols
 
 
-def col2im(cols: Array, x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Array:
+def col2im(cols: Array, x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair,
+           out: Optional[Array] = None) -> Array:
     """The adjoint of ``im2col``: add each column back onto its window; returns (N, C, H, W).
 
     Where windows overlap (stride < kernel) an input pixel receives from several columns,
     so this must ADD (``+=``); assigning would keep only the last window's share. The sums
     run in a (C, N, Hp, Wp) buffer, the axis order of ``cols``, so each addition reads both
-    arrays in memory order; one transposing copy at the end gives (N, C, H, W).
+    arrays in memory order; one transposing copy at the end gives (N, C, H, W), written into
+    ``out`` if given.
     """
     xp = get_array_module(cols)
     N, C, H, W = x_shape
     oh, ow = cols.shape[-2:]                                                # cols: (C, kH, kW, N, oH, oW)
     Hp, Wp = padded_shape(x_shape, kernel, stride, padding, dilation, (oh, ow))
-    dx_pad = xp.zeros((C, N, Hp, Wp), dtype=cols.dtype)                      # (C, N, Hp, Wp)
+    dx_pad = scratch("col2im.dx_pad", (C, N, Hp, Wp), cols.dtype, xp)        # (C, N, Hp, Wp)
+    dx_pad.fill(0)
     for i, j, window in window_slices(kernel, stride, dilation, (oh, ow)):
         dx_pad[window] += cols[:, i, j]                                       # (C, N, oH, oW)
     dx = dx_pad[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W]     # (C, N, H, W)
-    return xp.ascontiguousarray(dx.transpose(1, 0, 2, 3))                       # (N, C, H, W)
+    if out is None:
+        out = xp.empty((N, C, H, W), dtype=cols.dtype)
+    out[...] = dx.transpose(1, 0, 2, 3)                                         # (N, C, H, W)
+    return out

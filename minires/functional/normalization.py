@@ -21,10 +21,10 @@ The backward pass (derivation: docs/derivations/batch_norm.md), with sums over a
     dx     = (1/m) * gamma * inv_std * (m * dout - sum(dout) - xhat * sum(dout * xhat))   (training)
     dx     = gamma * inv_std * dout                                                       (evaluation)
 
-Channels never mix, so both passes run a few channels at a time (``_channel_blocks``): on the CPU a
-block stays in cache through all the steps of the formula, which then cost little more than
-reading x (or dout) once from memory. Each step writes into an array it already has (``out=``):
-the forward allocates only its output, the backward only ``dx``. The backward needs ``xhat``: it
+Channels never mix, so both passes run a few channels at a time (``_channel_blocks``), the CPU's
+cores taking blocks in turn: on the CPU a block stays in cache through all the steps of the formula,
+which then cost little more than reading x (or dout) once from memory. Each step writes into an
+array it already has (``out=``): the forward allocates only its output, the backward only ``dx``. The backward needs ``xhat``: it
 recomputes it from x, a block at a time, instead of keeping another array of x's size.
 
 A float16 x is normalised in float32, as in PyTorch: the square of a deviation of 256 or more
@@ -37,13 +37,14 @@ Derivation: docs/derivations/batch_norm.md.
 from __future__ import annotations
 
 import numbers
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 import numpy
 
 from minires.autograd import Function
 from minires.backend import Array, get_array_module, items_per_block
 from minires.functional.arithmetic import check_same_dtype
+from minires.parallel import for_each_chunk
 
 if TYPE_CHECKING:
     from minires.tensor import Tensor
@@ -54,13 +55,13 @@ def _channel_shape(x: Array) -> tuple:
     return (1, -1) + (1,) * (x.ndim - 2)
 
 
-def _channel_blocks(x: Array) -> List[slice]:
-    """Consecutive ranges of channels: on the CPU about 1 MB of x each, which stays in cache
-    through every step of the formula (2x faster than each step over the whole batch); on a GPU
-    one range of all of them."""
+def _channel_blocks(x: Array) -> List[Tuple[int, int]]:
+    """Consecutive ranges of channels ``(start, stop)``: on the CPU about 1 MB of x each, which stays
+    in cache through every step of the formula (2x faster than each step over the whole batch), and
+    which the cores share (``minires.parallel.for_each_chunk``); on a GPU one range of all of them."""
     C = x.shape[1]
     per_block = items_per_block(x, x.nbytes // max(1, C), C)
-    return [slice(c, min(c + per_block, C)) for c in range(0, C, per_block)]
+    return [(c, min(c + per_block, C)) for c in range(0, C, per_block)] or [(0, 0)]
 
 
 def _compute_dtype(x: Array) -> Any:
@@ -107,8 +108,9 @@ class BatchNorm(Function):
             mean, var = running_mean.astype(dtype, copy=True), running_var.astype(dtype, copy=False)
         inv_std = xp.empty(C, dtype=dtype)                     # (C,)
         out = xp.empty_like(x)                                 # (N, C, ...): the only array of x's size
-        with numpy.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN, inf: as in PyTorch
-            for c in _channel_blocks(x):                       # c: a few channels; [:, c] is (N, c, ...)
+        def normalize_block(k: int, start: int, stop: int) -> None:
+            c = slice(start, stop)                             # a few channels; [:, c] is (N, c, ...)
+            with numpy.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN, inf: as in PyTorch
                 xc = x[:, c].astype(dtype, copy=False)         # (N, c, ...); a float32 copy of a float16 block
                 # a view of out that the steps below write into; for float16, a float32 block copied in at the end
                 y = out[:, c] if dtype == x.dtype else xp.empty_like(xc)
@@ -122,6 +124,8 @@ class BatchNorm(Function):
                 y += beta[c].reshape(shape)                                  # out = gamma * xhat + beta
                 if dtype != x.dtype:
                     out[:, c] = y                                            # rounded to float16 once
+
+        for_each_chunk(normalize_block, _channel_blocks(x), xp)             # channel blocks, on every core
         if self.training and running_mean is not None and x.size:
             m = x.size // C                                    # values per channel: N * H * W
             _update_running_stat(running_mean, mean, self.momentum)
@@ -143,8 +147,9 @@ class BatchNorm(Function):
         dtype = self.inv_std.dtype                             # as in the forward: float32 for float16
         dbias, dweight = xp.empty(C, dtype=dtype), xp.empty(C, dtype=dtype)  # (C,) each
         dx = xp.empty_like(dout)                               # (N, C, ...)
-        with numpy.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN, inf: as in PyTorch
-            for c in _channel_blocks(dout):                    # c: a few channels; [:, c] is (N, c, ...)
+        def backward_block(k: int, start: int, stop: int) -> None:
+            c = slice(start, stop)                             # a few channels; [:, c] is (N, c, ...)
+            with numpy.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN, inf: as in PyTorch
                 g = dout[:, c].astype(dtype, copy=False)       # (N, c, ...); float32 for a float16 dout
                 d = dx[:, c] if dtype == dx.dtype else xp.empty_like(g)   # a view of dx, or a float32 block
                 xhat = self.x[:, c] - self.mean[c].reshape(shape)
@@ -152,7 +157,7 @@ class BatchNorm(Function):
                 dbias[c] = g.sum(axis=axes)                                  # dbeta  = sum(dout)
                 dweight[c] = xp.multiply(g, xhat, out=d).sum(axis=axes)      # dgamma = sum(dout * xhat), via d
                 if not self.needs_input_grad[0]:
-                    continue
+                    return
                 if self.training:
                     # dx = (1/m) * gamma * inv_std * (m * dout - sum(dout) - xhat * sum(dout * xhat))
                     #    = scale * (dout - mean(dout) - xhat * mean(dout * xhat)),   scale = gamma * inv_std
@@ -164,6 +169,8 @@ class BatchNorm(Function):
                     xp.multiply(g, scale[c].reshape(shape), out=d)  # the mean and inv_std are constants
                 if dtype != dx.dtype:
                     dx[:, c] = d                                             # rounded to float16 once
+
+        for_each_chunk(backward_block, _channel_blocks(dout), xp)           # channel blocks, on every core
         dweight, dbias = dweight.astype(self.param_dtype, copy=False), dbias.astype(self.param_dtype, copy=False)
         return (dx if self.needs_input_grad[0] else None, None, None,
                 dweight if self.needs_input_grad[3] else None,

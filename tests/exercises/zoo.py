@@ -14,7 +14,7 @@ from minires.exercises.tasks import TASKS
 
 MY_COL2IM = '''
 
-def my_col2im(cols, x_shape, kernel, stride, padding, dilation):
+def my_col2im(cols, x_shape, kernel, stride, padding, dilation, out):
     """col2im with '=' where '+=' belongs: overlapping windows overwrite each other."""
     import numpy
     from minires.functional.im2col import padded_shape, window_slices
@@ -25,7 +25,8 @@ def my_col2im(cols, x_shape, kernel, stride, padding, dilation):
     for i, j, window in window_slices(kernel, stride, dilation, (oh, ow)):
         dx_pad[window] = cols[:, i, j]
     dx = dx_pad[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W]
-    return numpy.ascontiguousarray(dx.transpose(1, 0, 2, 3))
+    out[...] = dx.transpose(1, 0, 2, 3)
+    return out
 '''
 
 ALL_TIES = '''        windows = {i * self.kernel[1] + j: window for i, j, window in
@@ -41,13 +42,15 @@ ALL_TIES = '''        windows = {i * self.kernel[1] + j: window for i, j, window
 
 ZOO: Dict[str, Tuple[str, List[Tuple[str, str]], str]] = {
     "conv2d without the group loop": ("conv2d", [
-        ("xp.matmul(self.w_g.transpose(0, 2, 1), dout_g, out=scratch)",
-         "xp.matmul(self.w_g[:1].transpose(0, 2, 1), dout_g, out=scratch)")], "fails only with groups > 1"),
+        ("dcols = xp.matmul(w_g.transpose(0, 2, 1), dout_g,",
+         "dcols = xp.matmul(w_g[:1].transpose(0, 2, 1), dout_g,"),
+        ("dx_g = xp.matmul(w_flip, dcols", "dx_g = xp.matmul(w_flip[:1], dcols")], "fails only with groups > 1"),
     "conv2d with dW transposed": ("conv2d", [
-        ("dw = dout_g @ cols_g.transpose(0, 2, 1)", "dw = cols_g @ dout_g.transpose(0, 2, 1)")],
+        ("xp.matmul(dout_g, cols_g.transpose(0, 2, 1), out=dw_chunks[k])",
+         "xp.matmul(cols_g, dout_g.transpose(0, 2, 1), out=dw_chunks[k].reshape(G, K, Og))")],
         "weight: the right numbers in the wrong places: a transpose"),
     "conv2d with col2im assigning": ("conv2d", [
-        ("dx = col2im(dcols,", "dx = my_col2im(dcols,"), ("__all__ = [", MY_COL2IM + "\n\n__all__ = [")],
+        ("                col2im(dcols,", "                my_col2im(dcols,"), ("__all__ = [", MY_COL2IM + "\n\n__all__ = [")],
         "wrong only where windows overlap: a missing accumulation"),
     "conv2d forgetting dW": ("conv2d", [("return dx, dw, db", "return dx, None, db")],
                              "weight: no gradient came back"),

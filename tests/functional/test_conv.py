@@ -179,20 +179,32 @@ def test_non_contiguous_input(xp, device):
 # ------------------------------------------------------------------ only the asked-for work
 
 def test_backward_skips_what_no_input_needs(xp, device, monkeypatch):
-    """Without x's gradient there is no col2im; without w's, no im2col in backward."""
+    """Without x's gradient there is no dx work (no col2im, no im2col of dout); without w's, no im2col
+    of x in backward. Checked on both ways of computing dx: col2im (stride 2) and the turned kernel."""
     x, w = normal_array((2, 3, 5, 5), 1), normal_array((4, 3, 3, 3), 2)
-    dout = on(device, normal_array((2, 4, 5, 5), 3)).data
+    real_im2col = conv_module.im2col
 
     def refuse(*args, **kwargs):
         raise AssertionError("called although no input needs it")
 
-    out = conv2d(on(device, x), on(device, w, True), padding=1)          # x needs no gradient
-    monkeypatch.setattr(conv_module, "col2im", refuse)
-    out.backward(dout)
-    monkeypatch.undo()
-    out = conv2d(on(device, x, True), on(device, w), padding=1)          # w needs no gradient
-    monkeypatch.setattr(conv_module, "im2col", refuse)
-    out.backward(dout)
+    def im2col_refusing(source):                          # im2col, except of `source` (x or dout)
+        def checked(a, *args, **kwargs):
+            if a.shape[1:] == source.shape[1:]:
+                raise AssertionError(f"im2col of an array shaped like {source.shape} although no input needs it")
+            return real_im2col(a, *args, **kwargs)
+        return checked
+
+    for stride in (1, 2):
+        out = conv2d(on(device, x), on(device, w, True), padding=1, stride=stride)   # x needs no gradient
+        dout = on(device, normal_array(out.shape, 3)).data
+        monkeypatch.setattr(conv_module, "col2im", refuse)
+        monkeypatch.setattr(conv_module, "im2col", im2col_refusing(dout))
+        out.backward(dout)
+        monkeypatch.undo()
+        out = conv2d(on(device, x, True), on(device, w), padding=1, stride=stride)   # w needs no gradient
+        monkeypatch.setattr(conv_module, "im2col", im2col_refusing(x))
+        out.backward(dout)
+        monkeypatch.undo()
 
 
 # ------------------------------------------------------------------ the memory policy

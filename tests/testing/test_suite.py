@@ -10,8 +10,6 @@ import pytest
 from minires.functional import arithmetic, loss, pooling
 from minires.functional.activation import ReLU
 from minires.functional.conv import Conv2d
-from minires.functional import conv as conv_module
-from minires.functional.im2col import col2im
 from minires.functional.linear import Linear
 from minires.functional.normalization import BatchNorm
 from minires.functional.reduction import Max, Mean, Sum
@@ -54,8 +52,16 @@ def conv_groups_mixed_up(monkeypatch):
 
 
 def conv_ignores_dilation(monkeypatch):
-    """col2im adds the columns back onto an undilated window."""
-    monkeypatch.setattr(conv_module, "col2im", lambda cols, x_shape, k, s, p, d: col2im(cols, x_shape, k, s, p, (1, 1)))
+    """The backward pass forgets the dilation: its windows, for dW and for dx, are undilated."""
+    real = Conv2d.backward
+
+    def backward(self, dout):
+        dilation, self.dilation = self.dilation, (1, 1)
+        try:
+            return real(self, dout)
+        finally:
+            self.dilation = dilation
+    monkeypatch.setattr(Conv2d, "backward", backward)
 
 
 def _pool_backward(self, dout, rule):

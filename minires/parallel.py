@@ -1,0 +1,206 @@
+"""How the CPU's cores share a big operation: batch chunks, worker threads and reused scratch memory.
+
+A convolution lowered by im2col spends much of its time copying (im2col, col2im), and NumPy copies on
+one core. Cutting the batch into chunks of a few images fixes three things at once:
+
+- **every core works**: each chunk is copy -> matrix product -> copy, NumPy and the BLAS release
+  Python's lock for all three, so the chunks run side by side on worker threads (the BLAS runs one
+  thread per chunk meanwhile, so the cores are not asked twice);
+- **the columns stay in the cache**: a chunk's im2col buffer is a few MB, so the product reads it
+  straight after it was written, instead of from main memory;
+- **no fresh memory**: each thread reuses its scratch buffers (``scratch``) from call to call, so the
+  operating system does not have to hand out (and zero) hundreds of MB of new pages every step.
+
+The chunks depend only on the shapes, never on the number of threads, and a result that sums over
+chunks adds them in chunk order: a batch cut into several chunks gives the same numbers, bit for bit,
+on 1 thread or on 16. A batch small enough to be one chunk runs as one product on the BLAS's own
+threads, which may add up a product's terms in another order than one thread does (a difference in
+the last bits); every run on the same machine and thread count gives the same bits.
+On a GPU none of this applies: the whole batch is one chunk, and CuPy's memory pool reuses memory.
+
+The measurements behind the choices here are in ``benchmarks/README.md`` ("Chunks and threads").
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import numpy
+
+from minires.backend import Array
+
+Chunk = Tuple[int, int]                       # images [start, stop) of the batch
+
+#: The im2col buffer a chunk aims at: small enough to stay in the processor's cache between the copy that
+#: writes it and the product that reads it (benchmarks/README.md, "Chunks and threads").
+CHUNK_BYTES = 4 << 20
+
+
+def batch_chunks(batch: int, bytes_per_image: int, min_images: int = 1, xp: Any = numpy) -> List[Chunk]:
+    """Cut ``batch`` images into equal runs of about ``CHUNK_BYTES`` of work buffer each, at least
+    ``min_images`` long (a product needs enough columns to be worth reading its weights for). On a GPU
+    (``xp`` is CuPy) the whole batch is one chunk: the device is wide enough for all of it at once.
+
+    >>> batch_chunks(32, 1 << 20)        # 1 MB per image: 4 images per chunk
+    [(0, 4), (4, 8), (8, 12), (12, 16), (16, 20), (20, 24), (24, 28), (28, 32)]
+    """
+    if batch == 0 or xp is not numpy:
+        return [(0, batch)]
+    per_chunk = max(1, min_images, CHUNK_BYTES // max(1, bytes_per_image))
+    per_chunk = min(per_chunk, batch)
+    count = -(-batch // per_chunk)                                     # ceil(batch / per_chunk)
+    per_chunk = -(-batch // count)                                     # the same count, evened out
+    return [(start, min(start + per_chunk, batch)) for start in range(0, batch, per_chunk)]
+
+
+# ------------------------------------------------------------------------------ scratch memory
+
+
+class _Scratch(threading.local):
+    buffers: dict = {}
+
+    def __init__(self) -> None:
+        self.buffers = {}                      # name -> the largest 1-D byte buffer asked for so far
+
+
+_scratch = _Scratch()
+
+
+def scratch(name: str, shape: Sequence[int], dtype: Any, xp: Any = numpy) -> Array:
+    """A work array of ``shape`` that this thread reuses from call to call under ``name``.
+
+    Its contents are garbage: fill it before reading it. It is valid until the same thread asks for
+    ``name`` again, so it must never leave the operation that asked for it (never returned, never
+    kept for backward). On a GPU it is a fresh ``cupy.empty``: CuPy's memory pool already reuses.
+    """
+    if xp is not numpy:
+        return xp.empty(tuple(shape), dtype=dtype)
+    dtype = numpy.dtype(dtype)
+    nbytes = int(numpy.prod(shape, dtype=numpy.int64)) * dtype.itemsize
+    buffer = _scratch.buffers.get(name)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = _scratch.buffers[name] = numpy.empty(max(nbytes, 1), dtype=numpy.uint8)
+    return buffer[:nbytes].view(dtype).reshape(tuple(shape))
+
+
+def release_scratch() -> None:
+    """Give this thread's scratch buffers back to the system (they come back on the next operation)."""
+    _scratch.buffers = {}
+
+
+# ------------------------------------------------------------------------------ worker threads
+
+
+class _Threads:
+    """The worker pool and the BLAS it must not compete with; set up on first use."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count: Optional[int] = None        # None: not decided yet
+        self.pool: Optional[ThreadPoolExecutor] = None
+        self.blas: List[Any] = []               # threadpoolctl's handles on the loaded BLAS libraries
+
+    def ready(self) -> int:
+        with self.lock:
+            if self.count is None:
+                self.blas = _blas_controllers()
+                blas_threads = max((c.num_threads for c in self.blas), default=1)
+                self.count = max(1, blas_threads if self.blas else 1)
+            return self.count
+
+
+_threads = _Threads()
+_inside = threading.local()                     # .worker: this thread is running a share of chunks
+
+
+def _blas_controllers() -> list:
+    """threadpoolctl's controllers for NumPy's BLAS (OpenBLAS, MKL, BLIS), or [] without threadpoolctl:
+    then minires runs its chunks one after the other and lets the BLAS use the cores."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return []
+    return [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+
+
+def get_num_threads() -> int:
+    """How many threads minires's CPU operations use (by default, as many as NumPy's BLAS)."""
+    return _threads.ready()
+
+
+def set_num_threads(count: int) -> None:
+    """Use ``count`` threads for minires's CPU operations and for NumPy's BLAS, like
+    ``torch.set_num_threads``. Results depend on it at most in their last bits (see the module's
+    docstring)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"set_num_threads expects a positive int, got {count!r}")
+    _threads.ready()
+    with _threads.lock:
+        for controller in _threads.blas:
+            controller.set_num_threads(count)
+        _threads.count = count
+        if _threads.pool is not None:
+            _threads.pool.shutdown(wait=True)
+            _threads.pool = None
+
+
+def for_each_chunk(work: Callable[[int, int, int], None], chunks: Sequence[Chunk], xp: Any = numpy) -> None:
+    """Run ``work(k, start, stop)`` for every chunk ``k``, spread over the worker threads (CPU) or one
+    after the other (GPU, or one thread). ``work`` must write only its own chunk's part of any shared
+    output. Every chunk has finished when this returns; the first error is raised after that."""
+    count = _threads.ready() if xp is numpy and not getattr(_inside, "worker", False) else 1
+    if count == 1 or len(chunks) == 1:
+        for k, (start, stop) in enumerate(chunks):
+            work(k, start, stop)
+        return
+    workers = min(count, len(chunks))
+    todo = iter(range(len(chunks)))             # each worker takes the next chunk when it is free
+    todo_lock = threading.Lock()
+
+    def run_share() -> None:
+        _inside.worker = True                   # work that asks for chunks again runs them here, in turn
+        try:
+            while True:
+                with todo_lock:
+                    k = next(todo, None)
+                if k is None:
+                    return
+                try:
+                    work(k, *chunks[k])
+                except BaseException:
+                    with todo_lock:                 # no new chunk starts after an error
+                        for _ in todo:
+                            pass
+                    raise
+        finally:
+            _inside.worker = False
+
+    with _threads.lock:
+        if _threads.pool is None:
+            _threads.pool = ThreadPoolExecutor(max(1, _threads.count - 1), thread_name_prefix="minires")
+        pool = _threads.pool
+    limits = [c.num_threads for c in _threads.blas]
+    for controller in _threads.blas:            # one BLAS thread per chunk: the chunks use the cores
+        controller.set_num_threads(1)
+    try:
+        futures = [pool.submit(run_share) for _ in range(workers - 1)]
+        errors = []
+        try:
+            run_share()                         # the calling thread works too
+        except BaseException as error:          # noqa: B036 - wait for the workers before raising it
+            errors.append(error)
+        for future in futures:
+            try:
+                future.result()
+            except BaseException as error:      # noqa: B036
+                errors.append(error)
+        if errors:
+            raise errors[0]
+    finally:
+        for controller, limit in zip(_threads.blas, limits):
+            controller.set_num_threads(limit)
+
+
+__all__ = ["batch_chunks", "scratch", "release_scratch", "for_each_chunk", "get_num_threads", "set_num_threads",
+           "CHUNK_BYTES"]

@@ -1,0 +1,212 @@
+"""minires.parallel: batch chunks, scratch memory, worker threads; and the operations that use them
+(conv2d, batch_norm) cut into many chunks, checked against the oracle and against one thread."""
+import threading
+
+import numpy as np
+import pytest
+
+import minires
+from minires import backend, parallel, reference
+from minires.functional.conv import conv2d, save_cols
+from minires.functional.normalization import batch_norm
+from minires.testing import gradcheck
+from minires.testing.strategies import normal_array
+
+
+def on(device, array, requires_grad=False):
+    return minires.tensor(backend.to_device(np.asarray(array), device), requires_grad=requires_grad)
+
+
+def host(a):
+    return backend.to_numpy(a.data if isinstance(a, minires.Tensor) else a)
+
+
+@pytest.fixture
+def one_thread_after():
+    """Whatever a test does to the thread count, the next test starts with the default again."""
+    count = parallel.get_num_threads()
+    yield
+    parallel.set_num_threads(count)
+
+
+# ------------------------------------------------------------------ batch_chunks
+
+@pytest.mark.parametrize("batch, per_image, min_images", [
+    (32, 1 << 20, 1), (32, 3 << 20, 1), (7, 1 << 20, 1), (32, 100, 1), (32, 1 << 30, 1), (1, 1 << 30, 1),
+    (32, 1 << 20, 5), (32, 1 << 20, 40), (5, 1, 1)])
+def test_chunks_cover_the_batch_once_in_order_evenly(batch, per_image, min_images):
+    chunks = parallel.batch_chunks(batch, per_image, min_images)
+    assert chunks[0][0] == 0 and chunks[-1][1] == batch
+    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))            # contiguous, in order
+    sizes = [stop - start for start, stop in chunks]
+    assert max(sizes) - min(sizes) <= max(sizes) // 2 + 1 and min(sizes) >= 1
+    assert min(sizes) >= min(min_images, batch) or len(chunks) == 1 or sizes[-1] < sizes[0]
+    if per_image * batch <= parallel.CHUNK_BYTES:
+        assert chunks == [(0, batch)]                                         # small work: one chunk
+
+
+def test_chunk_examples():
+    assert parallel.batch_chunks(32, 1 << 20) == [(i, i + 4) for i in range(0, 32, 4)]   # 4 MB of 1 MB images
+    assert parallel.batch_chunks(32, 5 << 20) == [(i, i + 1) for i in range(32)]         # an image is > 4 MB
+    assert parallel.batch_chunks(10, 1 << 20, min_images=8) == [(0, 5), (5, 10)]       # evened out
+    assert parallel.batch_chunks(0, 1 << 20) == [(0, 0)]                                # an empty batch
+
+
+def test_chunks_do_not_depend_on_the_thread_count(one_thread_after):
+    before = parallel.batch_chunks(32, 1 << 20)
+    parallel.set_num_threads(1)
+    assert parallel.batch_chunks(32, 1 << 20) == before
+
+
+# ------------------------------------------------------------------ scratch
+
+def test_scratch_is_reused_grown_and_private_to_a_thread():
+    a = parallel.scratch("test.a", (4, 5), np.float32)
+    assert a.shape == (4, 5) and a.dtype == np.float32
+    b = parallel.scratch("test.a", (2, 3), np.float64)                     # smaller: the same memory
+    assert np.shares_memory(a, b)
+    c = parallel.scratch("test.a", (1000, 1000), np.float32)               # larger: a new buffer
+    assert c.shape == (1000, 1000) and not np.shares_memory(a, c)
+    assert not np.shares_memory(c, parallel.scratch("test.other", (10,), np.float32))   # another name
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(parallel.scratch("test.a", (4, 5), np.float32)))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(seen[0], c)                                # another thread: its own
+    parallel.release_scratch()
+    assert not np.shares_memory(parallel.scratch("test.a", (4, 5), np.float32), c)
+
+
+def test_empty_scratch():
+    assert parallel.scratch("test.empty", (0, 3), np.float32).shape == (0, 3)
+
+
+# ------------------------------------------------------------------ for_each_chunk
+
+def test_every_chunk_runs_once_and_blas_threads_come_back(one_thread_after):
+    parallel.set_num_threads(2)
+    controllers = parallel._threads.blas
+    before = [c.num_threads for c in controllers]
+    seen, lock = [], threading.Lock()
+
+    def work(k, start, stop):
+        with lock:
+            seen.append((k, start, stop, [c.num_threads for c in controllers]))
+
+    chunks = [(i, i + 2) for i in range(0, 20, 2)]
+    parallel.for_each_chunk(work, chunks)
+    assert sorted(s[:3] for s in seen) == [(k, a, b) for k, (a, b) in enumerate(chunks)]
+    assert all(threads == [1] * len(controllers) for *_, threads in seen)    # one BLAS thread per chunk
+    assert [c.num_threads for c in controllers] == before
+
+
+def test_an_error_in_a_chunk_is_raised_after_every_running_chunk_ends(one_thread_after):
+    parallel.set_num_threads(2)
+    finished = []
+
+    def work(k, start, stop):
+        if k == 3:
+            raise ValueError("chunk 3 failed")
+        finished.append(k)
+
+    with pytest.raises(ValueError, match="chunk 3 failed"):
+        parallel.for_each_chunk(work, [(i, i + 1) for i in range(8)])
+    assert 3 not in finished and len(finished) < 8 or finished == [k for k in range(8) if k != 3]
+    parallel.for_each_chunk(lambda k, a, b: finished.append(("again", k)), [(0, 1), (1, 2)])  # still works
+    assert ("again", 0) in finished and ("again", 1) in finished
+
+
+def test_chunks_inside_a_chunk_run_in_turn(one_thread_after):
+    parallel.set_num_threads(2)
+    inner = []
+
+    def outer(k, start, stop):
+        parallel.for_each_chunk(lambda j, a, b: inner.append((k, j)), [(0, 1), (1, 2)])
+
+    parallel.for_each_chunk(outer, [(0, 1), (1, 2), (2, 3)])
+    assert sorted(inner) == [(k, j) for k in range(3) for j in range(2)]
+
+
+@pytest.mark.parametrize("count", [0, -1, 1.5, True, "2"])
+def test_set_num_threads_refuses_what_is_not_a_positive_int(count):
+    with pytest.raises(ValueError, match="positive int"):
+        parallel.set_num_threads(count)
+
+
+# ------------------------------------------------------------------ the operations, in many chunks
+
+CONVS = [  # (x shape, weight shape, keyword arguments): each path of conv2d's backward
+    ((5, 4, 7, 6), (6, 4, 3, 3), dict(padding=1)),                         # dx as a convolution (stride 1)
+    ((5, 4, 7, 6), (6, 2, 3, 3), dict(padding=1, groups=2, dilation=2)),
+    ((5, 4, 7, 6), (3, 4, 3, 3), dict(padding=(1, 0), stride=2)),           # dx by col2im
+    ((5, 2, 7, 6), (6, 2, 3, 3), dict(padding=1)),                         # more out than in channels: col2im
+    ((5, 4, 7, 6), (6, 4, 1, 1), dict(stride=2)),                          # 1x1
+    ((5, 4, 7, 6), (6, 4, 3, 3), dict(padding=4)),                         # padding > d(k - 1): col2im
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONVS)
+@pytest.mark.parametrize("keep", [False, True])
+def test_conv2d_in_one_chunk_per_image(xp, device, monkeypatch, x_shape, w_shape, kwargs, keep):
+    """Each image its own chunk: the same numbers as the oracle, and gradients that pass gradcheck."""
+    monkeypatch.setattr(parallel, "CHUNK_BYTES", 1)
+    x, w, b = normal_array(x_shape, 1), normal_array(w_shape, 2), normal_array((w_shape[0],), 3)
+    args = [on(device, x, True), on(device, w, True), on(device, b, True)]
+    with save_cols(keep):
+        out = conv2d(*args, **kwargs)
+    if xp is np:
+        assert len(out._creator.chunks) == x_shape[0]
+    np.testing.assert_allclose(host(out), reference.conv2d(x, w, b, **kwargs), rtol=1e-12, atol=1e-12)
+    with save_cols(keep):
+        gradcheck(lambda x, w, b: conv2d(x, w, b, **kwargs), *args)
+
+
+def _conv_and_grads(x, w, kwargs):
+    xt, wt = minires.tensor(x, requires_grad=True), minires.tensor(w, requires_grad=True)
+    out = conv2d(xt, wt, None, **kwargs)
+    out.backward(minires.tensor(np.cos(np.arange(int(np.prod(out.shape)), dtype=x.dtype)).reshape(out.shape)))
+    return out.data, xt.grad.data, wt.grad.data
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONVS)
+def test_conv2d_gives_the_same_bits_on_any_number_of_threads(monkeypatch, one_thread_after, x_shape, w_shape,
+                                                             kwargs):
+    monkeypatch.setattr(parallel, "CHUNK_BYTES", 1)
+    x, w = normal_array(x_shape, 4, np.float32), normal_array(w_shape, 5, np.float32)
+    parallel.set_num_threads(1)
+    one = _conv_and_grads(x, w, kwargs)
+    parallel.set_num_threads(2)
+    two = _conv_and_grads(x, w, kwargs)
+    for a, b in zip(one, two):
+        assert np.array_equal(a, b)
+
+
+def test_batch_norm_gives_the_same_bits_on_any_number_of_threads(monkeypatch, one_thread_after):
+    monkeypatch.setattr(backend, "CPU_CACHE_BLOCK_BYTES", 64)              # a block per channel or two
+    x = normal_array((6, 9, 5, 4), 6, np.float32)
+    results = []
+    for count in (1, 2):
+        parallel.set_num_threads(count)
+        xt = minires.tensor(x, requires_grad=True)
+        gamma, beta = minires.ones(9, requires_grad=True), minires.zeros(9, requires_grad=True)
+        mean, var = np.zeros(9, np.float32), np.ones(9, np.float32)
+        out = batch_norm(xt, mean, var, gamma, beta, training=True)
+        out.backward(minires.tensor(np.sin(np.arange(int(np.prod(out.shape)), dtype=np.float32)).reshape(out.shape)))
+        results.append([out.data, xt.grad.data, gamma.grad.data, beta.grad.data, mean, var])
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+
+
+def test_one_chunk_on_a_multithreaded_blas_agrees_with_one_thread_to_rounding(one_thread_after):
+    """One chunk (the default cut of a small batch) runs on the BLAS's own threads, which may split a product's
+    sums differently from one thread: the same numbers up to float32 rounding, and the same bits run to run."""
+    x, w = normal_array((2, 64, 16, 16), 7, np.float32), normal_array((64, 64, 3, 3), 8, np.float32)
+    assert len(parallel.batch_chunks(2, 64 * 9 * 16 * 16 * 4)) == 1
+    parallel.set_num_threads(1)
+    one = _conv_and_grads(x, w, dict(padding=1))
+    parallel.set_num_threads(2)
+    two = _conv_and_grads(x, w, dict(padding=1))
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+    for a, b in zip(two, _conv_and_grads(x, w, dict(padding=1))):
+        assert np.array_equal(a, b)
