@@ -13,9 +13,9 @@ one core. Cutting the batch into chunks of a few images fixes three things at on
 
 The chunks depend only on the shapes, never on the number of threads, and a result that sums over
 chunks adds them in chunk order: a batch cut into several chunks gives the same numbers, bit for bit,
-on 1 thread or on 16. A batch small enough to be one chunk runs as one product on the BLAS's own
-threads, which may add up a product's terms in another order than one thread does (a difference in
-the last bits); every run on the same machine and thread count gives the same bits.
+on 1 thread or on 16. A batch small enough to be one chunk has its products split by rows among the
+threads instead (``matmul``), and the BLAS may round a product of fewer rows differently (a difference
+in the last bits); every run on the same machine and thread count gives the same bits.
 On a GPU none of this applies: the whole batch is one chunk, and CuPy's memory pool reuses memory.
 
 The measurements behind the choices here are in ``benchmarks/README.md`` ("Chunks and threads").
@@ -202,5 +202,23 @@ def for_each_chunk(work: Callable[[int, int, int], None], chunks: Sequence[Chunk
             controller.set_num_threads(limit)
 
 
+def matmul(a: Array, b: Array, out: Array, xp: Any = numpy) -> Array:
+    """``out[...] = a @ b`` for (..., R, K) @ (..., K, C), the rows of ``a`` and ``out`` shared among the
+    worker threads, one BLAS thread each. Inside a chunk (already on a worker) it is one plain product.
+
+    Why not let the BLAS run its own threads here: after a multithreaded product, OpenBLAS keeps its
+    threads spinning for a while, and they take cores from the worker threads of the next operation
+    (a CIFAR ResNet-18 training step took 773 ms instead of 547 ms that way; benchmarks/README.md).
+    """
+    if xp is not numpy or getattr(_inside, "worker", False) or get_num_threads() == 1:
+        return xp.matmul(a, b, out=out)
+    R = a.shape[-2]
+    parts = min(get_num_threads(), R)
+    bounds = [R * p // parts for p in range(parts + 1)]                # rows [bounds[p], bounds[p + 1])
+    for_each_chunk(lambda k, start, stop: xp.matmul(a[..., start:stop, :], b, out=out[..., start:stop, :]),
+                   list(zip(bounds[:-1], bounds[1:])), xp)
+    return out
+
+
 __all__ = ["batch_chunks", "scratch", "release_scratch", "for_each_chunk", "get_num_threads", "set_num_threads",
-           "CHUNK_BYTES"]
+           "matmul", "CHUNK_BYTES"]

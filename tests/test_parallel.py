@@ -197,9 +197,10 @@ def test_batch_norm_gives_the_same_bits_on_any_number_of_threads(monkeypatch, on
         assert np.array_equal(a, b)
 
 
-def test_one_chunk_on_a_multithreaded_blas_agrees_with_one_thread_to_rounding(one_thread_after):
-    """One chunk (the default cut of a small batch) runs on the BLAS's own threads, which may split a product's
-    sums differently from one thread: the same numbers up to float32 rounding, and the same bits run to run."""
+def test_one_chunk_split_by_rows_agrees_with_one_thread_to_rounding(one_thread_after):
+    """One chunk (the default cut of a small batch) has its products split by rows among the threads, and the
+    BLAS may round a product of fewer rows differently: the same numbers up to float32 rounding, and the same
+    bits run to run."""
     x, w = normal_array((2, 64, 16, 16), 7, np.float32), normal_array((64, 64, 3, 3), 8, np.float32)
     assert len(parallel.batch_chunks(2, 64 * 9 * 16 * 16 * 4)) == 1
     parallel.set_num_threads(1)

@@ -38,7 +38,7 @@ from minires.backend import Array, get_array_module
 from minires.functional.arithmetic import check_same_dtype
 from minires.functional.im2col import Pair, col2im, conv_output_size, im2col, pair
 from minires.functional.padding import pad
-from minires.parallel import Chunk, batch_chunks, for_each_chunk, scratch
+from minires.parallel import Chunk, batch_chunks, for_each_chunk, matmul, scratch
 
 IntOrPair = Union[int, Tuple[int, int]]
 
@@ -132,7 +132,7 @@ class Conv2d(Function):
             if self.pointwise:
                 x_s = x4[start:stop, :, ::self.stride[0], ::self.stride[1]]  # (n, C_in, oH, oW), a view
                 out_c = out[start:stop].reshape(n, G, Og, oh * ow)            # (n, G, Og, oH*oW), a view
-                xp.matmul(w_g, x_s.reshape(n, G, Cg, oh * ow), out=out_c)    # one product per image
+                matmul(w_g, x_s.reshape(n, G, Cg, oh * ow), out_c, xp)      # one product per image
                 if bias is not None:
                     out[start:stop] += bias.reshape(1, C_out, 1, 1)
                 return
@@ -140,7 +140,7 @@ class Conv2d(Function):
             cols = im2col(x4[start:stop], (kh, kw), self.stride, self.padding, self.dilation, (oh, ow),
                           out=None if keep else scratch("conv.cols", (C_in, kh, kw, n, oh, ow), x.dtype, xp))
             cols_g = cols.reshape(G, K, n * oh * ow)                         # (G, K, n*oH*oW)
-            out_g = xp.matmul(w_g, cols_g, out=scratch("conv.out", (G, Og, n * oh * ow), x.dtype, xp))
+            out_g = matmul(w_g, cols_g, scratch("conv.out", (G, Og, n * oh * ow), x.dtype, xp), xp)
             out_c = out_g.reshape(C_out, n, oh, ow).transpose(1, 0, 2, 3)    # (n, C_out, oH, oW), a view
             if bias is None:                                                 # one pass makes it contiguous
                 out[start:stop] = out_c
@@ -169,7 +169,9 @@ class Conv2d(Function):
         if need_dx:
             strided_1x1 = self.pointwise and self.stride != (1, 1)          # pixels the stride skipped get 0
             dx = (xp.zeros if strided_1x1 else xp.empty)(x4.shape, dtype=dout.dtype)  # (N, C_in, H, W)
-        dw_chunks = xp.empty((len(chunks), G, Og, K), dtype=dout.dtype) if need_dw else None
+        # dW_g = dout_g @ cols_g^T is computed as its transpose, dW_g^T = cols_g @ dout_g^T (G, K, Og): the same
+        # sums, but the BLAS ran this orientation 1.3-1.4x faster with 64 or 128 filters (benchmarks/README.md).
+        dwT_chunks = xp.empty((len(chunks), G, K, Og), dtype=dout.dtype) if need_dw else None
         # With stride 1, dx is itself a convolution: of dout, padded by d(k-1) - p, with the kernel turned
         # by 180 degrees and its in/out channels swapped (docs/derivations/conv2d.md, section 3). That is an
         # im2col copy of dout and a product, faster than col2im's kH*kW scatter-adds when dout has no more
@@ -194,29 +196,30 @@ class Conv2d(Function):
                     cols_g = im2col(x4[start:stop], self.kernel, self.stride, self.padding, self.dilation,
                                     (oh, ow), out=scratch("conv.cols", (C_in, kh, kw, n, oh, ow), dout.dtype, xp))
                     cols_g = cols_g.reshape(G, K, M)                         # (G, K, M)
-                xp.matmul(dout_g, cols_g.transpose(0, 2, 1), out=dw_chunks[k])  # (G, Og, K): this chunk's share
+                matmul(cols_g, dout_g.transpose(0, 2, 1), dwT_chunks[k], xp)  # (G, K, Og): this chunk's share
             if need_dx and self.pointwise:                                   # the 1x1 path, backwards
                 dout_c = dout4[start:stop].reshape(n, G, Og, oh * ow)        # (n, G, Og, oH*oW)
-                dx_s = xp.matmul(w_g.transpose(0, 2, 1), dout_c)            # (n, G, Cg, oH*oW)
+                dx_s = matmul(w_g.transpose(0, 2, 1), dout_c,
+                              xp.empty((n, G, Cg, oh * ow), dtype=dout.dtype), xp)  # (n, G, Cg, oH*oW)
                 dx[start:stop, :, ::self.stride[0], ::self.stride[1]] = dx_s.reshape(n, C_in, oh, ow)
             elif as_conv:                                                    # dx = conv(dout, turned kernel)
                 dcols = im2col(dout4[start:stop], self.kernel, (1, 1), flip_pad, self.dilation, (H, W),
                                out=scratch("conv.cols", (C_out, kh, kw, n, H, W), dout.dtype, xp))
-                dx_g = xp.matmul(w_flip, dcols.reshape(G, Og * kh * kw, n * H * W),
-                                 out=scratch("conv.dx", (G, Cg, n * H * W), dout.dtype, xp))  # (G, Cg, n*H*W)
+                dx_g = matmul(w_flip, dcols.reshape(G, Og * kh * kw, n * H * W),
+                              scratch("conv.dx", (G, Cg, n * H * W), dout.dtype, xp), xp)  # (G, Cg, n*H*W)
                 dx[start:stop] = dx_g.reshape(C_in, n, H, W).transpose(1, 0, 2, 3)   # (n, C_in, H, W)
             elif need_dx:
                 # dcols has the shape of cols, and cols is dead once dW is computed: its scratch buffer takes it.
-                dcols = xp.matmul(w_g.transpose(0, 2, 1), dout_g,
-                                  out=scratch("conv.cols", (G, K, M), dout.dtype, xp))  # (G, K, M)
+                dcols = matmul(w_g.transpose(0, 2, 1), dout_g,
+                               scratch("conv.cols", (G, K, M), dout.dtype, xp), xp)  # (G, K, M)
                 dcols = dcols.reshape(C_in, kh, kw, n, oh, ow)               # (C_in, kH, kW, n, oH, oW)
                 col2im(dcols, (n, C_in, H, W), self.kernel, self.stride, self.padding, self.dilation,
                        out=dx[start:stop])                                   # (n, C_in, H, W)
 
         for_each_chunk(backward_chunk, chunks, xp)                           # the batch, chunk by chunk
         if need_dw:                                                          # the chunks' shares, in chunk order
-            dw = dw_chunks[0] if len(chunks) == 1 else dw_chunks.sum(axis=0)  # (G, Og, K)
-            dw = dw.reshape(C_out, Cg, kh, kw)                   # (C_out, C_in/G, kH, kW)
+            dwT = dwT_chunks[0] if len(chunks) == 1 else dwT_chunks.sum(axis=0)  # (G, K, Og)
+            dw = dwT.transpose(0, 2, 1).reshape(C_out, Cg, kh, kw)           # (C_out, C_in/G, kH, kW), a copy
         if dx is not None and self.unbatched:
             dx = dx[0]                                                       # (C_in, H, W)
         return dx, dw, db
@@ -298,9 +301,9 @@ def _check_inputs(x: Array, weight: Array, bias: Optional[Array], groups: int) -
 
 def _chunks(xp: Any, N: int, cols_bytes_per_image: int, filters: int, pixels: int) -> List[Chunk]:
     """The batch cut into chunks (``minires.parallel``): runs of images whose columns fill a few MB, each
-    at least ``filters / pixels`` images long so that a chunk's product has at least as many columns as
-    the weight matrix has rows (fewer, and reading the weights would cost more than the product saves)."""
-    return batch_chunks(N, cols_bytes_per_image, min_images=-(-filters // max(1, pixels)), xp=xp)
+    with at least half as many columns (output pixels) as the weight matrix has rows: with fewer, reading
+    the weights costs more than the product saves (the measured best; benchmarks/README.md)."""
+    return batch_chunks(N, cols_bytes_per_image, min_images=-(-filters // max(1, 2 * pixels)), xp=xp)
 
 
 def _output_size(x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:

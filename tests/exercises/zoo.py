@@ -42,12 +42,11 @@ ALL_TIES = '''        windows = {i * self.kernel[1] + j: window for i, j, window
 
 ZOO: Dict[str, Tuple[str, List[Tuple[str, str]], str]] = {
     "conv2d without the group loop": ("conv2d", [
-        ("dcols = xp.matmul(w_g.transpose(0, 2, 1), dout_g,",
-         "dcols = xp.matmul(w_g[:1].transpose(0, 2, 1), dout_g,"),
-        ("dx_g = xp.matmul(w_flip, dcols", "dx_g = xp.matmul(w_flip[:1], dcols")], "fails only with groups > 1"),
+        ("dcols = matmul(w_g.transpose(0, 2, 1), dout_g,", "dcols = matmul(w_g[:1].transpose(0, 2, 1), dout_g,"),
+        ("dx_g = matmul(w_flip, dcols", "dx_g = matmul(w_flip[:1], dcols")], "fails only with groups > 1"),
     "conv2d with dW transposed": ("conv2d", [
-        ("xp.matmul(dout_g, cols_g.transpose(0, 2, 1), out=dw_chunks[k])",
-         "xp.matmul(cols_g, dout_g.transpose(0, 2, 1), out=dw_chunks[k].reshape(G, K, Og))")],
+        ("matmul(cols_g, dout_g.transpose(0, 2, 1), dwT_chunks[k], xp)",
+         "matmul(dout_g, cols_g.transpose(0, 2, 1), dwT_chunks[k].reshape(G, Og, K), xp)")],
         "weight: the right numbers in the wrong places: a transpose"),
     "conv2d with col2im assigning": ("conv2d", [
         ("                col2im(dcols,", "                my_col2im(dcols,"), ("__all__ = [", MY_COL2IM + "\n\n__all__ = [")],
