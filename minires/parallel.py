@@ -38,8 +38,10 @@ CHUNK_BYTES = 4 << 20
 
 
 def batch_chunks(batch: int, bytes_per_image: int, min_images: int = 1, xp: Any = numpy) -> List[Chunk]:
-    """Cut ``batch`` images into equal runs of about ``CHUNK_BYTES`` of work buffer each, at least
-    ``min_images`` long (a product needs enough columns to be worth reading its weights for). On a GPU
+    """Cut ``batch`` images into runs of at least ``CHUNK_BYTES`` of work buffer each (a little more where
+    the batch does not divide evenly) and at least ``min_images`` long (a product needs enough columns to
+    be worth reading its weights for), as equal as they can be, and an even number of them (an odd count
+    leaves one of two threads idle at the end: 3 chunks took as long as 4; benchmarks/README.md). On a GPU
     (``xp`` is CuPy) the whole batch is one chunk: the device is wide enough for all of it at once.
 
     >>> batch_chunks(32, 1 << 20)        # 1 MB per image: 4 images per chunk
@@ -49,9 +51,13 @@ def batch_chunks(batch: int, bytes_per_image: int, min_images: int = 1, xp: Any 
         return [(0, batch)]
     per_chunk = max(1, min_images, CHUNK_BYTES // max(1, bytes_per_image))
     per_chunk = min(per_chunk, batch)
-    count = -(-batch // per_chunk)                                     # ceil(batch / per_chunk)
-    per_chunk = -(-batch // count)                                     # the same count, evened out
-    return [(start, min(start + per_chunk, batch)) for start in range(0, batch, per_chunk)]
+    count = batch // per_chunk                                         # chunks of per_chunk or a few more
+    if count > 1 and count % 2:
+        count -= 1                            # an even count: two (or four...) threads then finish together
+    size, extra = divmod(batch, count)                                 # the first `extra` chunks take one more
+    bounds = [k * size + min(k, extra) for k in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
 
 
 # ------------------------------------------------------------------------------ scratch memory

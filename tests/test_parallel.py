@@ -39,8 +39,9 @@ def test_chunks_cover_the_batch_once_in_order_evenly(batch, per_image, min_image
     assert chunks[0][0] == 0 and chunks[-1][1] == batch
     assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))            # contiguous, in order
     sizes = [stop - start for start, stop in chunks]
-    assert max(sizes) - min(sizes) <= max(sizes) // 2 + 1 and min(sizes) >= 1
-    assert min(sizes) >= min(min_images, batch) or len(chunks) == 1 or sizes[-1] < sizes[0]
+    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= min(min_images, batch)        # as equal as can be
+    assert min(sizes) >= min(batch, parallel.CHUNK_BYTES // per_image) or len(chunks) == 1  # each fills a buffer
+    assert len(chunks) == 1 or len(chunks) % 2 == 0
     if per_image * batch <= parallel.CHUNK_BYTES:
         assert chunks == [(0, batch)]                                         # small work: one chunk
 
@@ -48,7 +49,10 @@ def test_chunks_cover_the_batch_once_in_order_evenly(batch, per_image, min_image
 def test_chunk_examples():
     assert parallel.batch_chunks(32, 1 << 20) == [(i, i + 4) for i in range(0, 32, 4)]   # 4 MB of 1 MB images
     assert parallel.batch_chunks(32, 5 << 20) == [(i, i + 1) for i in range(32)]         # an image is > 4 MB
-    assert parallel.batch_chunks(10, 1 << 20, min_images=8) == [(0, 5), (5, 10)]       # evened out
+    assert parallel.batch_chunks(10, 1 << 20, min_images=8) == [(0, 10)]                # 2 chunks would be too short
+    assert parallel.batch_chunks(32, 1200 << 10) == [(0, 4), (4, 8), (8, 11), (11, 14), (14, 17), (17, 20),
+                                                     (20, 23), (23, 26), (26, 29), (29, 32)]  # 3 images and more
+    assert parallel.batch_chunks(32, 1 << 20, min_images=11) == [(0, 16), (16, 32)]      # 2, not 3 of 11
     assert parallel.batch_chunks(0, 1 << 20) == [(0, 0)]                                # an empty batch
 
 
@@ -136,12 +140,12 @@ def test_set_num_threads_refuses_what_is_not_a_positive_int(count):
 # ------------------------------------------------------------------ the operations, in many chunks
 
 CONVS = [  # (x shape, weight shape, keyword arguments): each path of conv2d's backward
-    ((5, 4, 7, 6), (6, 4, 3, 3), dict(padding=1)),                         # dx as a convolution (stride 1)
-    ((5, 4, 7, 6), (6, 2, 3, 3), dict(padding=1, groups=2, dilation=2)),
-    ((5, 4, 7, 6), (3, 4, 3, 3), dict(padding=(1, 0), stride=2)),           # dx by col2im
-    ((5, 2, 7, 6), (6, 2, 3, 3), dict(padding=1)),                         # more out than in channels: col2im
-    ((5, 4, 7, 6), (6, 4, 1, 1), dict(stride=2)),                          # 1x1
-    ((5, 4, 7, 6), (6, 4, 3, 3), dict(padding=4)),                         # padding > d(k - 1): col2im
+    ((6, 4, 7, 6), (6, 4, 3, 3), dict(padding=1)),                         # dx as a convolution (stride 1)
+    ((6, 4, 7, 6), (6, 2, 3, 3), dict(padding=1, groups=2, dilation=2)),
+    ((6, 4, 7, 6), (3, 4, 3, 3), dict(padding=(1, 0), stride=2)),           # dx by col2im
+    ((6, 2, 7, 6), (6, 2, 3, 3), dict(padding=1)),                         # more out than in channels: col2im
+    ((6, 4, 7, 6), (6, 4, 1, 1), dict(stride=2)),                          # 1x1
+    ((6, 4, 7, 6), (6, 4, 3, 3), dict(padding=4)),                         # padding > d(k - 1): col2im
 ]
 
 
