@@ -215,3 +215,21 @@ def test_one_chunk_split_by_rows_agrees_with_one_thread_to_rounding(one_thread_a
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
     for a, b in zip(two, _conv_and_grads(x, w, dict(padding=1))):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("op, kwargs", [
+    ("max", dict(kernel_size=3, stride=2, padding=1)),                     # ResNet's stem pooling
+    ("max", dict(kernel_size=2, stride=1, dilation=2, ceil_mode=True)),
+    ("avg", dict(kernel_size=3, stride=2, padding=1, count_include_pad=False)),
+])
+def test_pooling_in_many_blocks(xp, device, monkeypatch, op, kwargs):
+    """Pooling shares its blocks of planes among the threads: blocks of one plane each give the oracle's
+    output, and a gradient that passes gradcheck."""
+    from minires.functional.pooling import avg_pool2d, max_pool2d
+    monkeypatch.setattr(backend, "CPU_CACHE_BLOCK_BYTES", 1)                # one (H, W) plane per block
+    x = normal_array((3, 4, 9, 8), 9)
+    pool = max_pool2d if op == "max" else avg_pool2d
+    oracle = reference.max_pool2d if op == "max" else reference.avg_pool2d
+    xt = on(device, x, True)
+    np.testing.assert_allclose(host(pool(xt, **kwargs)), oracle(x, **kwargs), rtol=1e-12, atol=1e-12)
+    gradcheck(lambda x: pool(x, **kwargs), xt)

@@ -13,25 +13,25 @@ slab at a time, and never build the kH*kW-times larger column buffer:
 
 each backward ADDS into the padded input gradient, so overlapping windows add up. Channels never
 mix: the (N*C) planes are pooled a block at a time (``_plane_blocks``), small enough on the CPU to
-stay in cache while all kH*kW offsets pass over them. Adaptive average pooling is different: its
+stay in cache while all kH*kW offsets pass over them, the CPU's cores taking blocks in turn. Adaptive average pooling is different: its
 bins follow from the input and the output size, and it is two small matrix products,
 ``out = A_h @ x @ A_w^T``, for a finite input; a NaN or an infinity would be multiplied by the zeros
 of every other bin (0 * NaN = NaN), so then each bin is summed on its own instead.
 
 Every operation takes (N, C, H, W) or, as in PyTorch, a single (C, H, W) image.
-Derivations: docs/derivations/pooling.md.
 
 Derivation: docs/derivations/pooling.md.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy
 
 from minires.autograd import Function
 from minires.backend import Array, get_array_module, items_per_block
 from minires.functional.im2col import Pair, is_int, padded_shape, pair, pool_output_size, window_slices
+from minires.parallel import for_each_chunk, scratch
 
 if TYPE_CHECKING:
     from minires.tensor import Tensor
@@ -87,38 +87,48 @@ def _plane_blocks(x: Array, planes: int, padded_plane_bytes: int) -> List[slice]
             for start in range(0, max(1, planes), per_block)]               # an empty batch: one empty block
 
 
-def _padded_blocks(planes: Array, padded_size: Pair, padding: Pair, fill: float) -> Iterator[Tuple[slice, Array]]:
-    """(block, x_pad) for consecutive blocks of the (P, H, W) planes: x_pad (b, Hp, Wp) holds
-    ``planes[block]`` inside a border of ``fill`` (the padding, and any rows or columns a ceil_mode
-    window needs past it). One buffer serves every block: only its inside is rewritten."""
+def _for_each_padded_block(planes: Array, padded_size: Pair, padding: Pair, fill: float,
+                           work: Callable[[slice, Array], None]) -> None:
+    """``work(block, x_pad)`` for consecutive blocks of the (P, H, W) planes, the blocks shared among the
+    CPU's cores (``minires.parallel``): x_pad (b, Hp, Wp) holds ``planes[block]`` inside a border of
+    ``fill`` (the padding, and any rows or columns a ceil_mode window needs past it), in a scratch
+    buffer of the thread that runs the block."""
     xp = get_array_module(planes)
     P, H, W = planes.shape
     blocks = _plane_blocks(planes, P, padded_size[0] * padded_size[1] * planes.itemsize)
-    buffer = xp.full((blocks[0].stop - blocks[0].start,) + tuple(padded_size), fill, dtype=planes.dtype)
-    for block in blocks:
-        x_pad = buffer[:block.stop - block.start]                            # (b, Hp, Wp)
-        x_pad[:, padding[0]:padding[0] + H, padding[1]:padding[1] + W] = planes[block]
-        yield block, x_pad
+
+    def pad_block(k: int, start: int, stop: int) -> None:
+        x_pad = scratch("pool.x_pad", (stop - start,) + tuple(padded_size), planes.dtype, xp)  # (b, Hp, Wp)
+        x_pad.fill(fill)
+        x_pad[:, padding[0]:padding[0] + H, padding[1]:padding[1] + W] = planes[start:stop]
+        work(slice(start, stop), x_pad)
+
+    for_each_chunk(pad_block, [(block.start, block.stop) for block in blocks], xp)
 
 
 def _add_back_through_windows(slab_grad: Callable[[slice, int], Array], x_shape: tuple, geometry: tuple,
                               out_size: Pair, like: Array) -> Array:
     """dx (N, C, H, W) of a pooling: for each block of planes, ``slab_grad(block, k)`` (b, oH, oW), the
     gradient that kernel offset k sends back, is ADDED onto that offset's slab of a zero-padded gradient
-    (windows overlap when stride < kernel: their shares pile up); then the padding is cropped away."""
+    (windows overlap when stride < kernel: their shares pile up); then the padding is cropped away. The
+    blocks are shared among the CPU's cores, like the forward's."""
     xp = get_array_module(like)
     N, C, H, W = x_shape
     kernel, stride, (ph, pw), dilation = geometry
     Hp, Wp = padded_shape(x_shape, *geometry, out_size)
     dx = xp.empty((N * C, H, W), dtype=like.dtype)                          # (N*C, H, W)
     blocks = _plane_blocks(like, N * C, Hp * Wp * like.itemsize)
-    buffer = xp.empty((blocks[0].stop - blocks[0].start, Hp, Wp), dtype=like.dtype)  # one for every block
-    for block in blocks:
-        grad = buffer[:block.stop - block.start]                             # (b, Hp, Wp)
+
+    def add_back(k: int, start: int, stop: int) -> None:
+        block = slice(start, stop)
+        grad = scratch("pool.grad", (stop - start, Hp, Wp), like.dtype, xp)  # (b, Hp, Wp)
         grad.fill(0)
-        for i, j, window in window_slices(kernel, stride, dilation, out_size):
-            grad[window] += slab_grad(block, i * kernel[1] + j)              # (b, oH, oW) onto a strided view
+        with numpy.errstate(invalid="ignore"):                              # inf + -inf is NaN, as in PyTorch
+            for i, j, window in window_slices(kernel, stride, dilation, out_size):
+                grad[window] += slab_grad(block, i * kernel[1] + j)          # (b, oH, oW) onto a strided view
         dx[block] = grad[:, ph:ph + H, pw:pw + W]
+
+    for_each_chunk(add_back, [(block.start, block.stop) for block in blocks], xp)
     return dx.reshape(x_shape)
 
 
@@ -162,7 +172,7 @@ class MaxPool2d(Function):
         # Backward needs only the winning offset: one byte per output for kernels up to 16x16.
         winner = xp.empty((N * C, oh, ow), dtype=xp.uint8 if kh * kw <= 256 else xp.int32)
         Hp, Wp = padded_shape(x4.shape, *geometry, (oh, ow))
-        for block, x_pad in _padded_blocks(planes, (Hp, Wp), self.padding, -float("inf")):  # x_pad (b, Hp, Wp)
+        def pool_block(block: slice, x_pad: Array) -> None:                 # x_pad (b, Hp, Wp)
             best, won = out[block], winner[block]                          # (b, oH, oW) each, filled in place
             best.fill(-float("inf"))
             won[...] = first_real
@@ -174,6 +184,8 @@ class MaxPool2d(Function):
                 hit = (candidate > best) | xp.isnan(candidate)
                 xp.maximum(best, candidate, out=best)
                 xp.maximum(won, hit * won.dtype.type(k), out=won)          # k where hit: it beats every earlier k
+
+        _for_each_padded_block(planes, (Hp, Wp), self.padding, -float("inf"), pool_block)
         # The padding is -inf and the test strict, so the padding never wins, and neither does a real
         # -inf: a window of -inf keeps its first real offset. A window lying wholly in the padding
         # (possible with dilation) keeps offset 0, in the padding too: backward crops its gradient away.
@@ -245,13 +257,15 @@ class AvgPool2d(Function):
         planes = xp.reshape(x4, (N * C, H, W))                             # (N*C, H, W): channels never mix
         out = xp.empty((N * C, oh, ow), dtype=x.dtype)                     # (N*C, oH, oW)
         Hp, Wp = padded_shape(x4.shape, *geometry, (oh, ow))
-        for block, x_pad in _padded_blocks(planes, (Hp, Wp), self.padding, 0.0):   # x_pad (b, Hp, Wp)
+        def pool_block(block: slice, x_pad: Array) -> None:                 # x_pad (b, Hp, Wp)
             total = out[block]                                             # (b, oH, oW), filled in place
             total.fill(0)
             with numpy.errstate(invalid="ignore"):                         # inf + -inf is NaN, as in PyTorch
                 for _, _, window in window_slices(self.kernel, self.stride, (1, 1), (oh, ow)):
                     total += x_pad[window]                                 # entry (i, j) of every window
             total /= divisor
+
+        _for_each_padded_block(planes, (Hp, Wp), self.padding, 0.0, pool_block)
         self.divisor, self.x_shape, self.unbatched = divisor, x4.shape, x.ndim == 3
         out = out.reshape(N, C, oh, ow)                                    # (N, C, oH, oW)
         return out[0] if self.unbatched else out
