@@ -274,3 +274,16 @@ def test_mixed_devices_are_refused():
     x, w = on("cuda", np.zeros((1, 2, 4, 4))), on("cpu", np.zeros((3, 2, 3, 3)))
     with pytest.raises(RuntimeError, match="different devices.*cpu.*cuda:0"):
         conv2d(x, w)
+
+
+@pytest.mark.parametrize("w_shape, kwargs", [((6, 4, 3, 3), dict(padding=1)), ((6, 2, 3, 3), dict(groups=2)),
+                                             ((6, 4, 1, 1), dict(stride=2)), ((6, 4, 3, 3), dict(stride=2))])
+def test_gradients_are_contiguous(xp, device, w_shape, kwargs):
+    """Every gradient comes back in memory order, as PyTorch's do: an optimizer step over a transposed
+    weight gradient ran 3x slower (40 against 13 ms for ResNet-18's SGD step)."""
+    x, w, b = on(device, normal_array((3, 4, 7, 6), 1), True), on(device, normal_array(w_shape, 2), True), \
+        on(device, normal_array((6,), 3), True)
+    out = conv2d(x, w, b, **kwargs)
+    out.backward(on(device, normal_array(out.shape, 4)).data)
+    for t in (x, w, b):
+        assert t.grad.data.flags.c_contiguous
