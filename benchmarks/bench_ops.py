@@ -187,7 +187,9 @@ def median_ms(steps: List[Step], repeats: int, device: str) -> List[float]:
     BLAS and OpenMP worker threads keep spinning after their library's last call, on the cores
     the other library is about to use (OpenBLAS's for about 0.1 s: torch measured right after a
     NumPy product ran up to 3x slower here). A 0.25 s pause before every timed run lets them go
-    to sleep, so neither side is timed against the other's idle threads.
+    to sleep, so neither side is timed against the other's idle threads. After the pause, one
+    untimed run: a pause also lets this machine's cores go idle, and the first run after it ran
+    up to 1.7x slower (a convolution on two threads: 51 against 30 ms), which no training loop sees.
     """
     times: List[List[float]] = [[] for _ in steps]
     for step in steps + steps:                      # warm-up: allocators, kernel choices, caches
@@ -195,6 +197,7 @@ def median_ms(steps: List[Step], repeats: int, device: str) -> List[float]:
     for _ in range(repeats):
         for k, step in enumerate(steps):
             time.sleep(0.25)
+            step()                                  # untimed: the cores awake again after the pause
             synchronize(device)
             start = time.perf_counter()
             step()
@@ -334,7 +337,8 @@ def num(v: Optional[float], digits: int) -> str:
 
 def report(args: argparse.Namespace, header: List[str], rows: list, network: list, notes: List[str]) -> List[str]:
     lines = [f"# minires vs PyTorch: forward + backward, {args.device}", ""] + header + [
-        f"- float32; median of {args.repeats} runs; ratio = minires / torch (below 1: minires is faster)",
+        f"- float32; median of {args.repeats} runs, each after a 0.25 s pause and one untimed run; ratio = minires / "
+        f"torch (below 1: minires is faster)",
         "- peak MB: the most memory one pass held above what it started with ("
         + ("resident set size" if args.device == "cpu" else "each library's GPU allocator") + ")",
         "- conv2d without bias, as in ResNet; a stem's input needs no gradient (it is the image); minires "

@@ -146,6 +146,7 @@ CONVS = [  # (x shape, weight shape, keyword arguments): each path of conv2d's b
     ((6, 2, 7, 6), (6, 2, 3, 3), dict(padding=1)),                         # more out than in channels: col2im
     ((6, 4, 7, 6), (6, 4, 1, 1), dict(stride=2)),                          # 1x1
     ((6, 4, 7, 6), (6, 4, 3, 3), dict(padding=4)),                         # padding > d(k - 1): col2im
+    ((6, 1, 10, 10), (129, 1, 3, 3), dict(padding=1)),                     # > 128 filters: dW not transposed
 ]
 
 

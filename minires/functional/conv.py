@@ -178,9 +178,12 @@ class Conv2d(Function):
         if need_dx:
             strided_1x1 = self.pointwise and self.stride != (1, 1)          # pixels the stride skipped get 0
             dx = (xp.zeros if strided_1x1 else xp.empty)(x4.shape, dtype=dout.dtype)  # (N, C_in, H, W)
-        # dW_g = dout_g @ cols_g^T is computed as its transpose, dW_g^T = cols_g @ dout_g^T (G, K, Og): the same
-        # sums, but the BLAS ran this orientation 1.3-1.4x faster with 64 or 128 filters (benchmarks/README.md).
-        dwT_chunks = xp.empty((len(chunks), G, K, Og), dtype=dout.dtype) if need_dw else None
+        # With up to 128 filters, dW_g = dout_g @ cols_g^T is computed as its transpose, dW_g^T = cols_g @ dout_g^T
+        # (G, K, Og): the same sums, 1.25-1.45x faster from the BLAS here; with more filters the gain (3-11 %)
+        # is less than the transposing copy back costs (benchmarks/README.md, "Chunks and threads").
+        dw_transposed = Og <= 128
+        dw_chunks = xp.empty((len(chunks), G) + ((K, Og) if dw_transposed else (Og, K)),
+                             dtype=dout.dtype) if need_dw else None
         # With stride 1, dx is itself a convolution: of dout, padded by d(k-1) - p, with the kernel turned
         # by 180 degrees and its in/out channels swapped (docs/derivations/conv2d.md, section 3). That is an
         # im2col copy of dout and a product, faster than col2im's kH*kW scatter-adds when dout has no more
@@ -205,7 +208,10 @@ class Conv2d(Function):
                     cols_g = im2col(x4[start:stop], self.kernel, self.stride, self.padding, self.dilation,
                                     (oh, ow), out=scratch("conv.cols", (C_in, kh, kw, n, oh, ow), dout.dtype, xp))
                     cols_g = cols_g.reshape(G, K, M)                         # (G, K, M)
-                matmul(cols_g, dout_g.transpose(0, 2, 1), dwT_chunks[k], xp)  # (G, K, Og): this chunk's share
+                if dw_transposed:                                            # this chunk's share of dW
+                    matmul(cols_g, dout_g.transpose(0, 2, 1), dw_chunks[k], xp)  # (G, K, Og)
+                else:
+                    matmul(dout_g, cols_g.transpose(0, 2, 1), dw_chunks[k], xp)  # (G, Og, K)
             if need_dx and self.pointwise:                                   # the 1x1 path, backwards
                 dout_c = dout4[start:stop].reshape(n, G, Og, oh * ow)        # (n, G, Og, oH*oW)
                 dx_s = matmul(w_g.transpose(0, 2, 1), dout_c,
@@ -227,9 +233,10 @@ class Conv2d(Function):
 
         for_each_chunk(backward_chunk, chunks, xp)                           # the batch, chunk by chunk
         if need_dw:                                                          # the chunks' shares, in chunk order
-            dwT = dwT_chunks[0] if len(chunks) == 1 else dwT_chunks.sum(axis=0)  # (G, K, Og)
-            dw = xp.ascontiguousarray(dwT.transpose(0, 2, 1))                # (G, Og, K), in memory order: the
-            dw = dw.reshape(C_out, Cg, kh, kw)                               # optimizer reads it 3x faster then
+            dw = dw_chunks[0] if len(chunks) == 1 else dw_chunks.sum(axis=0)  # (G, K, Og) or (G, Og, K)
+            if dw_transposed:                                                # (G, Og, K), in memory order: an
+                dw = xp.ascontiguousarray(dw.transpose(0, 2, 1))             # optimizer reads it 3x faster then
+            dw = dw.reshape(C_out, Cg, kh, kw)                               # (C_out, C_in/G, kH, kW)
         if dx is not None and self.unbatched:
             dx = dx[0]                                                       # (C_in, H, W)
         return dx, dw, db

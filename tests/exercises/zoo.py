@@ -45,8 +45,10 @@ ZOO: Dict[str, Tuple[str, List[Tuple[str, str]], str]] = {
         ("dcols = matmul(w_g.transpose(0, 2, 1), dout_g,", "dcols = matmul(w_g[:1].transpose(0, 2, 1), dout_g,"),
         ("dx_g = matmul(w_flip, dcols", "dx_g = matmul(w_flip[:1], dcols")], "fails only with groups > 1"),
     "conv2d with dW transposed": ("conv2d", [
-        ("matmul(cols_g, dout_g.transpose(0, 2, 1), dwT_chunks[k], xp)",
-         "matmul(dout_g, cols_g.transpose(0, 2, 1), dwT_chunks[k].reshape(G, Og, K), xp)")],
+        ("matmul(cols_g, dout_g.transpose(0, 2, 1), dw_chunks[k], xp)",
+         "matmul(dout_g, cols_g.transpose(0, 2, 1), dw_chunks[k].reshape(G, Og, K), xp)"),
+        ("matmul(dout_g, cols_g.transpose(0, 2, 1), dw_chunks[k], xp)  # (G, Og, K)",
+         "matmul(cols_g, dout_g.transpose(0, 2, 1), dw_chunks[k].reshape(G, K, Og), xp)")],
         "weight: the right numbers in the wrong places: a transpose"),
     "conv2d with col2im assigning": ("conv2d", [
         ("                col2im(dcols,", "                my_col2im(dcols,"), ("__all__ = [", MY_COL2IM + "\n\n__all__ = [")],
