@@ -188,8 +188,10 @@ def median_ms(steps: List[Step], repeats: int, device: str) -> List[float]:
     the other library is about to use (OpenBLAS's for about 0.1 s: torch measured right after a
     NumPy product ran up to 3x slower here). A 0.25 s pause before every timed run lets them go
     to sleep, so neither side is timed against the other's idle threads. After the pause, one
-    untimed run: a pause also lets this machine's cores go idle, and the first run after it ran
-    up to 1.7x slower (a convolution on two threads: 51 against 30 ms), which no training loop sees.
+    untimed run, then three timed runs back to back, as in a training loop: a pause also lets this
+    machine's cores go idle, and the runs right after it were up to 1.7x slower (a convolution on two
+    threads: 51 against 30 ms back to back), which no training loop sees. The median is over all of
+    them (3 x ``repeats``).
     """
     times: List[List[float]] = [[] for _ in steps]
     for step in steps + steps:                      # warm-up: allocators, kernel choices, caches
@@ -198,11 +200,12 @@ def median_ms(steps: List[Step], repeats: int, device: str) -> List[float]:
         for k, step in enumerate(steps):
             time.sleep(0.25)
             step()                                  # untimed: the cores awake again after the pause
-            synchronize(device)
-            start = time.perf_counter()
-            step()
-            synchronize(device)
-            times[k].append(1e3 * (time.perf_counter() - start))
+            for _ in range(3):                      # back to back, as in training
+                synchronize(device)
+                start = time.perf_counter()
+                step()
+                synchronize(device)
+                times[k].append(1e3 * (time.perf_counter() - start))
     return [statistics.median(t) for t in times]
 
 
@@ -337,8 +340,8 @@ def num(v: Optional[float], digits: int) -> str:
 
 def report(args: argparse.Namespace, header: List[str], rows: list, network: list, notes: List[str]) -> List[str]:
     lines = [f"# minires vs PyTorch: forward + backward, {args.device}", ""] + header + [
-        f"- float32; median of {args.repeats} runs, each after a 0.25 s pause and one untimed run; ratio = minires / "
-        f"torch (below 1: minires is faster)",
+        f"- float32; median of {3 * args.repeats} runs: {args.repeats} turns of a 0.25 s pause, one untimed run and "
+        f"3 timed runs back to back; ratio = minires / torch (below 1: minires is faster)",
         "- peak MB: the most memory one pass held above what it started with ("
         + ("resident set size" if args.device == "cpu" else "each library's GPU allocator") + ")",
         "- conv2d without bias, as in ResNet; a stem's input needs no gradient (it is the image); minires "
