@@ -16,7 +16,7 @@ import numpy
 import minires
 from minires.exercises.cases import (Case, Config, coverage, distinct, leaf, normal, shape_text, tied_maxima,
                                      ties)
-from minires.functional import activation, conv, loss, normalization, pooling
+from minires.functional import activation, adaptive_pool, conv, loss, normalization, pooling
 from minires.functional.im2col import conv_output_size, pool_output_size
 
 # minires.functional's function linear() hides its module linear: ask for the module by its full name
@@ -118,7 +118,7 @@ def _adaptive(seed: int, h: int, w: int, out: int) -> Config:
                                       ("an output larger than the input", out > min(h, w))) if on}
 
     def make() -> Case:
-        return Case(lambda x: pooling.adaptive_avg_pool2d(x, out), [leaf(normal(seed, *x_shape))], ("x",),
+        return Case(lambda x: adaptive_pool.adaptive_avg_pool2d(x, out), [leaf(normal(seed, *x_shape))], ("x",),
                     linear=True)
     return Config(f"x {x_shape}, output_size={out}", frozenset(features), make)
 
@@ -271,7 +271,7 @@ TASKS: Dict[str, Task] = {t.name: t for t in [
           "count_include_pad=False": "with count_include_pad=False the divisor counts only the real positions",
           "overlapping windows": "windows overlap: add each window's share (+=), do not assign it",
           "ceil_mode=True": "ceil_mode's last window hangs past the input: its divisor and its crop"}),
-    Task("adaptive_avg_pool2d", "functional/pooling.py", "AdaptiveAvgPool2d", "(dx,): dx of shape x.shape",
+    Task("adaptive_avg_pool2d", "functional/adaptive_pool.py", "AdaptiveAvgPool2d", "(dx,): dx of shape x.shape",
          "out = A_h @ x @ A_w^T, so dx = A_h^T @ dout @ A_w", "docs/derivations/pooling.md", _adaptive_configs,
          {"output_size=1 (the global mean)": "the forward's global-mean path (self.global_pool) has no A_h, A_w: "
                                              "dx = dout / (H*W) everywhere",

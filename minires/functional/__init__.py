@@ -12,7 +12,8 @@ from minires.functional.linear import linear, matmul
 from minires.functional.loss import cross_entropy, log_softmax, nll_loss
 from minires.functional.normalization import batch_norm
 from minires.functional.padding import pad
-from minires.functional.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from minires.functional.adaptive_pool import adaptive_avg_pool2d
+from minires.functional.pooling import avg_pool2d, max_pool2d
 from minires.functional.regression import binary_cross_entropy_with_logits, l1_loss, mse_loss
 from minires.functional.reduction import max, mean, sum
 from minires.functional.shape import flatten, getitem, permute, reshape, to, transpose

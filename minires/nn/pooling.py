@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from minires.functional.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from minires.functional.adaptive_pool import adaptive_avg_pool2d
+from minires.functional.pooling import avg_pool2d, max_pool2d
 from minires.nn.module import Module
 from minires.tensor import Tensor
 

@@ -14,7 +14,8 @@ import minires
 from minires import backend, reference
 from minires.functional import pooling
 from minires.functional.im2col import im2col, padded_shape, window_slices
-from minires.functional.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from minires.functional.adaptive_pool import adaptive_avg_pool2d
+from minires.functional.pooling import avg_pool2d, max_pool2d
 from minires.testing import adjoint_check, gradcheck
 from minires.testing.strategies import distinct_values, normal_array, pool2d_configs, seeds
 

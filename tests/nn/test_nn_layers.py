@@ -9,7 +9,8 @@ import minires
 from minires import backend, functional as F, nn
 from minires.functional.conv import conv2d
 from minires.functional.loss import cross_entropy
-from minires.functional.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from minires.functional.adaptive_pool import adaptive_avg_pool2d
+from minires.functional.pooling import avg_pool2d, max_pool2d
 from minires.reference import conv2d as reference_conv2d
 
 
