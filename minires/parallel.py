@@ -64,8 +64,6 @@ def batch_chunks(batch: int, bytes_per_image: int, min_images: int = 1, xp: Any 
 
 
 class _Scratch(threading.local):
-    buffers: dict = {}
-
     def __init__(self) -> None:
         self.buffers = {}                      # name -> the largest 1-D byte buffer asked for so far
 
@@ -111,8 +109,7 @@ class _Threads:
         with self.lock:
             if self.count is None:
                 self.blas = _blas_controllers()
-                blas_threads = max((c.num_threads for c in self.blas), default=1)
-                self.count = max(1, blas_threads if self.blas else 1)
+                self.count = max([1] + [c.num_threads for c in self.blas])  # as many as the BLAS
             return self.count
 
 

@@ -179,7 +179,7 @@ class Conv2d(Function):
             strided_1x1 = self.pointwise and self.stride != (1, 1)          # pixels the stride skipped get 0
             dx = (xp.zeros if strided_1x1 else xp.empty)(x4.shape, dtype=dout.dtype)  # (N, C_in, H, W)
         # With up to 128 filters, dW_g = dout_g @ cols_g^T is computed as its transpose, dW_g^T = cols_g @ dout_g^T
-        # (G, K, Og): the same sums, 1.25-1.45x faster from the BLAS here; with more filters the gain (3-11 %)
+        # (G, K, Og): the same sums, 1.27-1.46x faster from the BLAS here; with more filters the gain (3-11 %)
         # is less than the transposing copy back costs (benchmarks/README.md, "Chunks and threads").
         dw_transposed = Og <= 128
         dw_chunks = xp.empty((len(chunks), G) + ((K, Og) if dw_transposed else (Og, K)),
