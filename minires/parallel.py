@@ -23,6 +23,7 @@ The measurements behind the choices here are in ``benchmarks/README.md`` ("Chunk
 from __future__ import annotations
 
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, List, Optional, Sequence, Tuple
@@ -116,6 +117,17 @@ class _Threads:
 
 _threads = _Threads()
 _inside = threading.local()                     # .worker: this thread is running a share of chunks
+
+
+def _after_fork_in_child() -> None:
+    """A forked process (``multiprocessing`` on Linux) has none of its parent's threads: the parent's pool
+    would take work and never run it. The child starts a pool of its own on first use."""
+    _threads.lock = threading.Lock()
+    _threads.pool = None
+
+
+if hasattr(os, "register_at_fork"):             # POSIX; elsewhere there is no fork to survive
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _blas_controllers() -> list:

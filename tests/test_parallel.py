@@ -1,5 +1,6 @@
 """minires.parallel: batch chunks, scratch memory, worker threads; and the operations that use them
 (conv2d, batch_norm) cut into many chunks, checked against the oracle and against one thread."""
+import os
 import threading
 
 import numpy as np
@@ -234,3 +235,26 @@ def test_pooling_in_many_blocks(xp, device, monkeypatch, op, kwargs):
     xt = on(device, x, True)
     np.testing.assert_allclose(host(pool(xt, **kwargs)), oracle(x, **kwargs), rtol=1e-12, atol=1e-12)
     gradcheck(lambda x: pool(x, **kwargs), xt)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_process_gets_threads_of_its_own(monkeypatch, one_thread_after):
+    """multiprocessing forks on Linux; a child used to wait forever on its parent's (absent) worker threads."""
+    import multiprocessing
+    parallel.set_num_threads(2)
+    monkeypatch.setattr(parallel, "CHUNK_BYTES", 1)
+    x, w = normal_array((4, 3, 8, 8), 10, np.float32), normal_array((4, 3, 3, 3), 11, np.float32)
+    want = _conv_and_grads(x, w, dict(padding=1))                          # the parent's pool is running now
+    queue = multiprocessing.get_context("fork").SimpleQueue()
+
+    def child():
+        queue.put([np.array_equal(a, b) for a, b in zip(want, _conv_and_grads(x, w, dict(padding=1)))])
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(timeout=60)
+    alive = process.is_alive()
+    if alive:
+        process.kill()
+    assert not alive and process.exitcode == 0, "the forked process hung or failed"
+    assert queue.get() == [True, True, True]
