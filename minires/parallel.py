@@ -91,7 +91,8 @@ def scratch(name: str, shape: Sequence[int], dtype: Any, xp: Any = numpy) -> Arr
 
 
 def release_scratch() -> None:
-    """Give this thread's scratch buffers back to the system (they come back on the next operation)."""
+    """Give this thread's scratch buffers back to the system (they come back on the next operation). The
+    worker threads keep theirs until ``set_num_threads`` replaces the pool."""
     _scratch.buffers = {}
 
 
