@@ -258,3 +258,16 @@ def test_a_forked_process_gets_threads_of_its_own(monkeypatch, one_thread_after)
         process.kill()
     assert not alive and process.exitcode == 0, "the forked process hung or failed"
     assert queue.get() == [True, True, True]
+
+
+def test_without_threadpoolctl_chunks_run_in_turn(monkeypatch):
+    """threadpoolctl is how minires keeps the BLAS to one thread per chunk; without it (or with a BLAS it does not
+    know) minires uses one thread and leaves the BLAS alone, with the same results."""
+    x, w = normal_array((6, 4, 7, 6), 12, np.float32), normal_array((6, 4, 3, 3), 13, np.float32)
+    monkeypatch.setattr(parallel, "CHUNK_BYTES", 1)
+    want = _conv_and_grads(x, w, dict(padding=1))
+    monkeypatch.setattr(parallel, "_blas_controllers", lambda: [])
+    monkeypatch.setattr(parallel, "_threads", parallel._Threads())          # decided again, on first use
+    assert parallel.get_num_threads() == 1
+    for a, b in zip(want, _conv_and_grads(x, w, dict(padding=1))):
+        assert np.array_equal(a, b)
