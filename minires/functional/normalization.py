@@ -24,8 +24,9 @@ The backward pass (derivation: docs/derivations/batch_norm.md), with sums over a
 Channels never mix, so both passes run a few channels at a time (``_channel_blocks``), the CPU's
 cores taking blocks in turn: on the CPU a block stays in cache through all the steps of the formula,
 which then cost little more than reading x (or dout) once from memory. Each step writes into an
-array it already has (``out=``): the forward allocates only its output, the backward only ``dx``. The backward needs ``xhat``: it
-recomputes it from x, a block at a time, instead of keeping another array of x's size.
+array it already has (``out=``): the forward allocates only its output, the backward only ``dx``.
+The backward needs ``xhat``: it recomputes it from x, a block at a time, instead of keeping another
+array of x's size.
 
 A float16 x is normalised in float32, as in PyTorch: the square of a deviation of 256 or more
 overflows float16. Each block is converted on its way in and rounded back on its way out; the
@@ -108,6 +109,7 @@ class BatchNorm(Function):
             mean, var = running_mean.astype(dtype, copy=True), running_var.astype(dtype, copy=False)
         inv_std = xp.empty(C, dtype=dtype)                     # (C,)
         out = xp.empty_like(x)                                 # (N, C, ...): the only array of x's size
+
         def normalize_block(k: int, start: int, stop: int) -> None:
             c = slice(start, stop)                             # a few channels; [:, c] is (N, c, ...)
             with numpy.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN, inf: as in PyTorch
@@ -147,6 +149,7 @@ class BatchNorm(Function):
         dtype = self.inv_std.dtype                             # as in the forward: float32 for float16
         dbias, dweight = xp.empty(C, dtype=dtype), xp.empty(C, dtype=dtype)  # (C,) each
         dx = xp.empty_like(dout)                               # (N, C, ...)
+
         def backward_block(k: int, start: int, stop: int) -> None:
             c = slice(start, stop)                             # a few channels; [:, c] is (N, c, ...)
             with numpy.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN, inf: as in PyTorch

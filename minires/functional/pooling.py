@@ -75,12 +75,12 @@ def _output_size(name: str, x_shape: tuple, k: Pair, s: Pair, p: Pair, d: Pair, 
     return out
 
 
-def _plane_blocks(x: Array, planes: int, padded_plane_bytes: int) -> List[slice]:
-    """Split ``planes`` independent (H, W) planes into consecutive blocks: on the CPU, blocks of
-    about 1 MB of padded input, which stay in cache while all kH*kW offsets pass over them (2-3x
-    faster than passing whole-batch slabs through main memory 9 times); on a GPU, one block."""
+def _plane_blocks(x: Array, planes: int, padded_plane_bytes: int) -> List[Tuple[int, int]]:
+    """Split ``planes`` independent (H, W) planes into consecutive blocks ``(start, stop)``: on the CPU,
+    blocks of about 1 MB of padded input, which stay in cache while all kH*kW offsets pass over them
+    (2-3x faster than passing whole-batch slabs through main memory 9 times); on a GPU, one block."""
     per_block = items_per_block(x, padded_plane_bytes, planes)
-    return [slice(start, min(start + per_block, planes))
+    return [(start, min(start + per_block, planes))
             for start in range(0, max(1, planes), per_block)]               # an empty batch: one empty block
 
 
@@ -100,7 +100,7 @@ def _for_each_padded_block(planes: Array, padded_size: Pair, padding: Pair, fill
         x_pad[:, padding[0]:padding[0] + H, padding[1]:padding[1] + W] = planes[start:stop]
         work(slice(start, stop), x_pad)
 
-    for_each_chunk(pad_block, [(block.start, block.stop) for block in blocks], xp)
+    for_each_chunk(pad_block, blocks, xp)
 
 
 def _add_back_through_windows(slab_grad: Callable[[slice, int], Array], x_shape: tuple, geometry: tuple,
@@ -125,7 +125,7 @@ def _add_back_through_windows(slab_grad: Callable[[slice, int], Array], x_shape:
                 grad[window] += slab_grad(block, i * kernel[1] + j)          # (b, oH, oW) onto a strided view
         dx[block] = grad[:, ph:ph + H, pw:pw + W]
 
-    for_each_chunk(add_back, [(block.start, block.stop) for block in blocks], xp)
+    for_each_chunk(add_back, blocks, xp)
     return dx.reshape(x_shape)
 
 
