@@ -141,6 +141,9 @@ def _transforms(settings: Settings, train: bool) -> T.Compose:
         steps = [T.Resize(settings.resize)]
     if settings.dataset == "cifar10" and train:
         steps += [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
+    if settings.dataset == "digits" and train:   # CIFAR's crop scaled down: a shift of up to 1 pixel in 8; no flip
+        size = settings.resize or 8
+        steps += [T.RandomCrop(size, padding=size // 8)]
     return T.Compose(steps + [T.ToTensor(), T.Normalize(mean, std)])
 
 
