@@ -139,7 +139,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
 
     defaults = Settings()
     train = sub.add_parser(
-        "train", help="train a model (default: ResNet-20 on the bundled digits, about 20 seconds on two cores)",
+        "train", help="train a model (default: ResNet-20 on the bundled digits, about 25 seconds on two cores)",
         description="Train a model and write metrics.csv, curves.png, checkpoints and the best model into --out. "
                     "Options left out come from --recipe (default: digits).")
     train.add_argument("--recipe", choices=sorted(RECIPES), help="a tutorial's whole setup (default: digits)")

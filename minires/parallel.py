@@ -90,6 +90,18 @@ def scratch(name: str, shape: Sequence[int], dtype: Any, xp: Any = numpy) -> Arr
     return buffer[:nbytes].view(dtype).reshape(tuple(shape))
 
 
+def scratch_matrix(name: str, rows: int, columns: int, dtype: Any, xp: Any = numpy) -> Array:
+    """A (rows, columns) scratch matrix (``scratch``) for a matrix product, its rows one cache line
+    further apart than ``columns`` when a row is a multiple of 2 KB long. Rows that are such a multiple
+    apart share the cache sets of a set-associative cache, and a product that reads a column of them
+    keeps evicting its own data: with 1024 or 2048 columns (CIFAR chunks) each product ran 9-24 %
+    slower here (benchmarks/README.md, "Chunks and threads"). The matrix is a view with that row
+    stride, which the BLAS takes as its leading dimension; reshaping its columns is still a view."""
+    itemsize = numpy.dtype(dtype).itemsize
+    stride = columns + (64 // itemsize if xp is numpy and columns and columns * itemsize % 2048 == 0 else 0)
+    return scratch(name, (rows, stride), dtype, xp)[:, :columns]
+
+
 def release_scratch() -> None:
     """Give this thread's scratch buffers back to the system (they come back on the next operation). The
     worker threads keep theirs until ``set_num_threads`` replaces the pool."""
@@ -237,5 +249,5 @@ def matmul(a: Array, b: Array, out: Array, xp: Any = numpy) -> Array:
     return out
 
 
-__all__ = ["batch_chunks", "scratch", "release_scratch", "for_each_chunk", "get_num_threads", "set_num_threads",
-           "matmul", "CHUNK_BYTES"]
+__all__ = ["batch_chunks", "scratch", "scratch_matrix", "release_scratch", "for_each_chunk", "get_num_threads",
+           "set_num_threads", "matmul", "CHUNK_BYTES"]

@@ -37,7 +37,7 @@ class Settings:
     root: str = "data"                  # where MNIST, Fashion-MNIST and CIFAR-10 files are (torchvision's layout)
     download: bool = False
     resize: Optional[int] = None        # resize images to this size first (d2l: 96)
-    epochs: int = 15
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 0.1
     optimizer: str = "sgd"              # sgd, adam, adamw
@@ -55,7 +55,7 @@ class Settings:
 
 RECIPES: Dict[str, Dict[str, Any]] = {
     # The main job: the paper's ResNet-20 on the bundled 8x8 digits; seconds per epoch on a laptop.
-    "digits": dict(model="resnet20", dataset="digits", epochs=15, batch_size=64, lr=0.1, optimizer="sgd",
+    "digits": dict(model="resnet20", dataset="digits", epochs=20, batch_size=64, lr=0.1, optimizer="sgd",
                    momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle"),
     # ResNet-18 on CIFAR-10 (kuangliu/pytorch-cifar): SGD 0.1, momentum 0.9, wd 5e-4, cosine, crop + flip.
     "cifar10-resnet18": dict(model="cifar_resnet18", dataset="cifar10", epochs=200, batch_size=128, lr=0.1,

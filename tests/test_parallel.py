@@ -86,6 +86,29 @@ def test_empty_scratch():
     assert parallel.scratch("test.empty", (0, 3), np.float32).shape == (0, 3)
 
 
+@pytest.mark.parametrize("columns, dtype, stride", [(2048, np.float32, 2048 + 16), (512, np.float32, 512 + 16),
+                                                    (256, np.float64, 256 + 8), (1000, np.float32, 1000),
+                                                    (256, np.float32, 256), (0, np.float32, None)])
+def test_a_scratch_matrix_has_its_rows_a_cache_line_apart_past_multiples_of_2_kb(columns, dtype, stride):
+    m = parallel.scratch_matrix("test.matrix", 3, columns, dtype)
+    assert m.shape == (3, columns) and m.dtype == dtype
+    if columns:                                                            # (an empty one has no strides to speak of)
+        assert m.strides == (stride * m.itemsize, m.itemsize)
+        cols = m.reshape(3, 2, columns // 2)                               # splitting a row's columns: a view
+        assert np.shares_memory(cols, m)
+        a = np.arange(6 * columns, dtype=dtype).reshape(columns, 6)
+        np.matmul(np.ones((3, columns), dtype), a, out=m[:, :6] if columns >= 6 else m)
+        assert np.array_equal(m[:, :6], np.ones((3, columns), dtype) @ a)
+
+
+def test_im2col_refuses_an_out_it_cannot_fill_in_place():
+    from minires.functional.im2col import im2col
+    x = normal_array((2, 3, 5, 5), 1, np.float32)
+    out = np.empty((675, 2), np.float32).T                 # (2, 675), column-major: no (3, 3, 3, 2, 5, 5) view
+    with pytest.raises(ValueError, match="cannot be seen as"):
+        im2col(x, (3, 3), (1, 1), (1, 1), (1, 1), (5, 5), out=out)
+
+
 # ------------------------------------------------------------------ for_each_chunk
 
 def test_every_chunk_runs_once_and_blas_threads_come_back(one_thread_after):
@@ -199,6 +222,23 @@ def test_batch_norm_gives_the_same_bits_on_any_number_of_threads(monkeypatch, on
         out = batch_norm(xt, mean, var, gamma, beta, training=True)
         out.backward(minires.tensor(np.sin(np.arange(int(np.prod(out.shape)), dtype=np.float32)).reshape(out.shape)))
         results.append([out.data, xt.grad.data, gamma.grad.data, beta.grad.data, mean, var])
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+
+
+def test_batch_norm_shares_its_channels_among_the_threads_with_the_same_bits(one_thread_after):
+    from minires.functional.normalization import SHARED_BYTES, _channel_blocks
+    x = normal_array((4, 64, 16, 16), 7, np.float32)                       # 256 KB: one cache block
+    assert x.nbytes >= SHARED_BYTES
+    results = []
+    for count in (1, 2):
+        parallel.set_num_threads(count)
+        assert len(_channel_blocks(x)) == count
+        xt = minires.tensor(x, requires_grad=True)
+        gamma, beta = minires.ones(64, requires_grad=True), minires.zeros(64, requires_grad=True)
+        out = batch_norm(xt, np.zeros(64, np.float32), np.ones(64, np.float32), gamma, beta, training=True)
+        out.backward(minires.tensor(np.cos(np.arange(out.data.size, dtype=np.float32)).reshape(out.shape)))
+        results.append([out.data, xt.grad.data, gamma.grad.data, beta.grad.data])
     for a, b in zip(*results):
         assert np.array_equal(a, b)
 

@@ -47,7 +47,7 @@ from minires.backend import Array, get_array_module
 from minires.functional.arithmetic import check_same_dtype
 from minires.functional.im2col import Pair, col2im, conv_output_size, im2col, pair
 from minires.functional.padding import pad
-from minires.parallel import Chunk, batch_chunks, for_each_chunk, matmul, scratch
+from minires.parallel import Chunk, batch_chunks, for_each_chunk, matmul, scratch_matrix
 
 IntOrPair = Union[int, Tuple[int, int]]
 
@@ -147,9 +147,10 @@ class Conv2d(Function):
                 return
             keep = self.cols_g is not None                                 # kept for backward: fresh memory
             cols = im2col(x4[start:stop], (kh, kw), self.stride, self.padding, self.dilation, (oh, ow),
-                          out=None if keep else scratch("conv.cols", (C_in, kh, kw, n, oh, ow), x.dtype, xp))
+                          out=None if keep else scratch_matrix("conv.cols", G * K, n * oh * ow, x.dtype, xp))
             cols_g = cols.reshape(G, K, n * oh * ow)                         # (G, K, n*oH*oW)
-            out_g = matmul(w_g, cols_g, scratch("conv.out", (G, Og, n * oh * ow), x.dtype, xp), xp)
+            out_g = matmul(w_g, cols_g, scratch_matrix("conv.out", C_out, n * oh * ow, x.dtype, xp).reshape(
+                G, Og, n * oh * ow), xp)                                     # (G, Og, n*oH*oW)
             out_c = out_g.reshape(C_out, n, oh, ow).transpose(1, 0, 2, 3)    # (n, C_out, oH, oW), a view
             if bias is None:                                                 # one pass makes it contiguous
                 out[start:stop] = out_c
@@ -199,14 +200,14 @@ class Conv2d(Function):
         def backward_chunk(k: int, start: int, stop: int) -> None:          # images start..stop-1
             n, M = stop - start, (stop - start) * oh * ow
             if need_dw or (need_dx and not self.pointwise and not as_conv):
-                dout_g = scratch("conv.dout", (C_out, n, oh, ow), dout.dtype, xp)
+                dout_g = scratch_matrix("conv.dout", C_out, M, dout.dtype, xp).reshape(C_out, n, oh, ow)
                 dout_g[...] = dout4[start:stop].transpose(1, 0, 2, 3)      # (C_out, n, oH, oW)
                 dout_g = dout_g.reshape(G, Og, M)                            # (G, Og, M)
             if need_dw:
                 cols_g = None if self.cols_g is None else self.cols_g[k]
                 if cols_g is None:                                           # recompute what forward dropped
                     cols_g = im2col(x4[start:stop], self.kernel, self.stride, self.padding, self.dilation,
-                                    (oh, ow), out=scratch("conv.cols", (C_in, kh, kw, n, oh, ow), dout.dtype, xp))
+                                    (oh, ow), out=scratch_matrix("conv.cols", G * K, M, dout.dtype, xp))
                     cols_g = cols_g.reshape(G, K, M)                         # (G, K, M)
                 if dw_transposed:                                            # this chunk's share of dW
                     matmul(cols_g, dout_g.transpose(0, 2, 1), dw_chunks[k], xp)  # (G, K, Og)
@@ -219,14 +220,14 @@ class Conv2d(Function):
                 dx[start:stop, :, ::self.stride[0], ::self.stride[1]] = dx_s.reshape(n, C_in, oh, ow)
             elif as_conv:                                                    # dx = conv(dout, turned kernel)
                 dcols = im2col(dout4[start:stop], self.kernel, (1, 1), flip_pad, self.dilation, (H, W),
-                               out=scratch("conv.cols", (C_out, kh, kw, n, H, W), dout.dtype, xp))
-                dx_g = matmul(w_flip, dcols.reshape(G, Og * kh * kw, n * H * W),
-                              scratch("conv.dx", (G, Cg, n * H * W), dout.dtype, xp), xp)  # (G, Cg, n*H*W)
+                               out=scratch_matrix("conv.cols", C_out * kh * kw, n * H * W, dout.dtype, xp))
+                dx_g = matmul(w_flip, dcols.reshape(G, Og * kh * kw, n * H * W), scratch_matrix(
+                    "conv.dx", C_in, n * H * W, dout.dtype, xp).reshape(G, Cg, n * H * W), xp)  # (G, Cg, n*H*W)
                 dx[start:stop] = dx_g.reshape(C_in, n, H, W).transpose(1, 0, 2, 3)   # (n, C_in, H, W)
             elif need_dx:
                 # dcols has the shape of cols, and cols is dead once dW is computed: its scratch buffer takes it.
-                dcols = matmul(w_g.transpose(0, 2, 1), dout_g,
-                               scratch("conv.cols", (G, K, M), dout.dtype, xp), xp)  # (G, K, M)
+                dcols = matmul(w_g.transpose(0, 2, 1), dout_g, scratch_matrix(
+                    "conv.cols", G * K, M, dout.dtype, xp).reshape(G, K, M), xp)  # (G, K, M)
                 dcols = dcols.reshape(C_in, kh, kw, n, oh, ow)               # (C_in, kH, kW, n, oH, oW)
                 col2im(dcols, (n, C_in, H, W), self.kernel, self.stride, self.padding, self.dilation,
                        out=dx[start:stop])                                   # (n, C_in, H, W)

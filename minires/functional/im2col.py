@@ -98,7 +98,8 @@ def im2col(x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, 
     """Copy every (kH, kW) window of ``x`` into the columns of a (C, kH, kW, N, oH, oW) array.
 
     ``pad_value`` fills the padding: 0 for convolution and average pooling, -inf for max pooling.
-    ``out``, if given, is the array to fill (any array of that shape, e.g. a reused scratch buffer).
+    ``out``, if given, is the array to fill: any array that reshapes to that shape as a view, e.g. a
+    reused scratch matrix (C*kH*kW, N*oH*oW) with padded rows (``minires.parallel.scratch_matrix``).
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
@@ -121,6 +122,9 @@ def im2col(x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, 
         x_pad, shape=(C, kh, kw, N) + tuple(out_size),
         strides=(sC, sH * dilation[0], sW * dilation[1], sN, sH * stride[0], sW * stride[1]))
     cols = xp.empty(windows.shape, dtype=x.dtype) if out is None else out.reshape(windows.shape)
+    if out is not None and cols.size and not xp.may_share_memory(cols, out):   # (an empty one has no memory)
+        raise ValueError(f"im2col: out of shape {out.shape} and strides {out.strides} cannot be seen as "
+                         f"{windows.shape} without a copy, so the columns would not reach it")
     cols[...] = windows                                                     # the one copy
     return cols
 

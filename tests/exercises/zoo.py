@@ -69,13 +69,15 @@ ZOO: Dict[str, Tuple[str, List[Tuple[str, str]], str]] = {
     "avg_pool2d dividing by kH*kW": ("avg_pool2d", [
         ("dout4 / self.divisor", "dout4 / (self.kernel[0] * self.kernel[1])")],
         "fails only with windows with fewer than kH*kW counted elements"),
-    "batch_norm without the mean term": ("batch_norm", [("d += (dbias[c] / m).reshape(shape)", "d += 0")],
+    "batch_norm without the mean term": ("batch_norm", [("d += _per_pixel(dbias[c] / m, pixels)", "d += 0")],
                                          "a missing (or extra) mean term"),
     "batch_norm with the unbiased variance": ("batch_norm", [
         ("scale = self.gamma * self.inv_std ",
-         "inv_std = 1 / xp.sqrt(xp.square(self.x - self.mean.reshape(shape)).sum(axis=axes) / (m - 1) + 1e-5) "
-         "if self.training else self.inv_std\n        scale = self.gamma * inv_std "),
-        ("xhat *= self.inv_std[c].reshape(shape)", "xhat *= inv_std[c].reshape(shape)")],
+         "channel = (1, -1) + (1,) * (self.x.ndim - 2)\n"
+         "        others = (0,) + tuple(range(2, self.x.ndim))\n"
+         "        inv_std = 1 / xp.sqrt(xp.square(self.x - self.mean.reshape(channel)).sum(axis=others) / (m - 1) "
+         "+ 1e-5) if self.training else self.inv_std\n        scale = self.gamma * inv_std "),
+        ("xhat *= _per_pixel(self.inv_std[c], pixels)", "xhat *= _per_pixel(inv_std[c], pixels)")],
         "the unbiased variance"),
     "relu returning zeros": ("relu", [("return (dout * self.mask,)", "return (dout * 0,)")],
                              "the gradient is all zeros"),

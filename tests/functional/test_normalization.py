@@ -285,6 +285,33 @@ def test_blocks_of_channels_change_nothing(xp, device, monkeypatch, n, channels,
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float16])
+@pytest.mark.parametrize("training", [True, False])
+def test_wide_maps_and_rows_of_channels_agree(xp, device, monkeypatch, training, dtype):
+    """A block is (N, channels * pixels) with each channel's numbers spread over its pixels, or, for maps
+    above WIDE_MAP pixels, (N, channels, pixels) with one number per channel: the same results both ways."""
+    import minires.functional.normalization as N
+    rng = np.random.default_rng(4)
+    x, dout = (rng.standard_normal((3, 4, 5, 6)) * 2 + 1).astype(dtype), rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+    p = channel_params(4, 5)
+    results = []
+    for wide in (0, 1 << 30):                                              # every map wide, then none
+        monkeypatch.setattr(N, "WIDE_MAP", wide)
+        rm, rv = on(device, p["running_mean"].astype(dtype)), on(device, p["running_var"].astype(dtype))
+        x_t = on(device, x, requires_grad=True)
+        w, b = on(device, p["weight"].astype(dtype), True), on(device, p["bias"].astype(dtype), True)
+        out = batch_norm(x_t, rm, rv, w, b, training=training)
+        out.backward(on(device, dout))
+        results.append([backend.to_numpy(a) for a in (out.data, x_t.grad.data, w.grad.data, b.grad.data,
+                                                           rm.data, rv.data)])
+    tol = 1e-13 if dtype == np.float64 else 2e-3
+    for wide, rows in zip(*results):
+        np.testing.assert_allclose(wide.astype(np.float64), rows.astype(np.float64), rtol=tol, atol=tol)
+    want = reference.batch_norm(x.astype(np.float64), p["running_mean"], p["running_var"], p["weight"], p["bias"],
+                                training, 0.1, 1e-5)
+    np.testing.assert_allclose(results[0][0].astype(np.float64), want[0], rtol=tol * 10, atol=tol * 10)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_keeps_no_array_of_x_size_but_x_itself(xp, device, training):
     """The backward recomputes xhat from x, which the graph holds anyway: the Function keeps x and
