@@ -43,7 +43,9 @@ def batch_chunks(batch: int, bytes_per_image: int, min_images: int = 1, xp: Any 
     """Cut ``batch`` images into runs of at least ``CHUNK_BYTES`` of work buffer each (a little more where
     the batch does not divide evenly) and at least ``min_images`` long (a product needs enough columns to
     be worth reading its weights for), as equal as they can be, and an even number of them (an odd count
-    leaves one of two threads idle at the end: 3 chunks took as long as 4; benchmarks/README.md). On a GPU
+    leaves one of two threads idle at the end: 3 chunks took as long as 4; benchmarks/README.md). A batch
+    of at least half of ``CHUNK_BYTES`` that would be one chunk is two, if each half is long enough: one
+    chunk per core copies and multiplies faster than one chunk whose product is split by rows. On a GPU
     (``xp`` is CuPy) the whole batch is one chunk: the device is wide enough for all of it at once.
 
     >>> batch_chunks(32, 1 << 20)        # 1 MB per image: 4 images per chunk
@@ -56,6 +58,8 @@ def batch_chunks(batch: int, bytes_per_image: int, min_images: int = 1, xp: Any 
     count = batch // per_chunk                                         # chunks of per_chunk or a few more
     if count > 1 and count % 2:
         count -= 1                            # an even count: two (or four...) threads then finish together
+    if count == 1 and 2 * batch * bytes_per_image >= CHUNK_BYTES and batch >= 2 * max(1, min_images):
+        count = 2                             # half the buffer or more, long enough to halve: one chunk per core
     size, extra = divmod(batch, count)                                 # the first `extra` chunks take one more
     bounds = [k * size + min(k, extra) for k in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:]))

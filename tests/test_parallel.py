@@ -34,17 +34,19 @@ def one_thread_after():
 
 @pytest.mark.parametrize("batch, per_image, min_images", [
     (32, 1 << 20, 1), (32, 3 << 20, 1), (7, 1 << 20, 1), (32, 100, 1), (32, 1 << 30, 1), (1, 1 << 30, 1),
-    (32, 1 << 20, 5), (32, 1 << 20, 40), (5, 1, 1)])
+    (32, 1 << 20, 5), (32, 1 << 20, 40), (5, 1, 1), (32, 100 << 10, 1), (32, 100 << 10, 17), (3, 1 << 20, 1)])
 def test_chunks_cover_the_batch_once_in_order_evenly(batch, per_image, min_images):
     chunks = parallel.batch_chunks(batch, per_image, min_images)
     assert chunks[0][0] == 0 and chunks[-1][1] == batch
     assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))            # contiguous, in order
     sizes = [stop - start for start, stop in chunks]
     assert max(sizes) - min(sizes) <= 1 and min(sizes) >= min(min_images, batch)        # as equal as can be
-    assert min(sizes) >= min(batch, parallel.CHUNK_BYTES // per_image) or len(chunks) == 1  # each fills a buffer
+    assert min(sizes) >= min(batch, parallel.CHUNK_BYTES // per_image) or len(chunks) <= 2  # each fills a buffer
     assert len(chunks) == 1 or len(chunks) % 2 == 0
-    if per_image * batch <= parallel.CHUNK_BYTES:
+    if 2 * per_image * batch < parallel.CHUNK_BYTES:
         assert chunks == [(0, batch)]                                         # small work: one chunk
+    elif batch >= 2 * min_images:
+        assert len(chunks) >= 2                                               # else: one chunk per core
 
 
 def test_chunk_examples():
@@ -55,6 +57,9 @@ def test_chunk_examples():
                                                      (20, 23), (23, 26), (26, 29), (29, 32)]  # 3 images and more
     assert parallel.batch_chunks(32, 1 << 20, min_images=11) == [(0, 16), (16, 32)]      # 2, not 3 of 11
     assert parallel.batch_chunks(0, 1 << 20) == [(0, 0)]                                # an empty batch
+    assert parallel.batch_chunks(32, 100 << 10) == [(0, 16), (16, 32)]     # 3.1 MB in all: half each, not one chunk
+    assert parallel.batch_chunks(32, 50 << 10) == [(0, 32)]                # 1.6 MB: too little to share
+    assert parallel.batch_chunks(32, 100 << 10, min_images=17) == [(0, 32)]            # halves too short
 
 
 def test_chunks_do_not_depend_on_the_thread_count(one_thread_after):
