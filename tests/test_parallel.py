@@ -68,6 +68,30 @@ def test_chunks_do_not_depend_on_the_thread_count(one_thread_after):
     assert parallel.batch_chunks(32, 1 << 20) == before
 
 
+@pytest.mark.parametrize("size, itemsize, count", [(10, 4, 1), ((1 << 20) // 4, 4, 1), ((2 << 20) // 4, 4, 2),
+                                                   ((3 << 20) // 4 + 3, 4, 2), ((5 << 20) // 8, 8, 4), (0, 4, 1)])
+def test_flat_blocks_cover_an_array_once_in_an_even_count_of_1_mb_blocks(size, itemsize, count):
+    blocks = parallel.flat_blocks(size, itemsize)
+    assert len(blocks) == count and blocks[0][0] == 0 and blocks[-1][1] == size
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+
+
+def test_relu_in_many_blocks_is_relu(monkeypatch, one_thread_after):
+    from minires.functional.activation import relu
+    monkeypatch.setattr(parallel, "ELEMENTWISE_BLOCK_BYTES", 16)           # blocks of 4 float32
+    x = np.array([[-1.0, 0.0, 2.0, np.nan, -np.inf, np.inf, -0.0, 3.0, 1e-30, -5.0, 7.0]], np.float32).T
+    assert len(parallel.flat_blocks(x.size, x.itemsize)) == 2
+    for count in (1, 2):
+        parallel.set_num_threads(count)
+        base = minires.tensor(np.repeat(x, 2, axis=1), requires_grad=True)
+        xt = base[:, ::2]                                                   # every other column:
+        assert not xt.data.flags.c_contiguous                               # a strided input
+        out = relu(xt)
+        out.backward(minires.ones(out.shape))
+        assert np.array_equal(out.data, np.maximum(x, 0), equal_nan=True)    # NaN stays NaN, -inf gives 0
+        assert np.array_equal(base.grad.data[:, ::2], (x > 0).astype(np.float32))   # ReLU'(0) = 0, none at NaN
+
+
 # ------------------------------------------------------------------ scratch
 
 def test_scratch_is_reused_grown_and_private_to_a_thread():

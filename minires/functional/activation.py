@@ -15,6 +15,7 @@ import numpy
 
 from minires.autograd import Function
 from minires.backend import Array, erf, get_array_module
+from minires.parallel import flat_blocks, for_each_chunk
 
 
 class ReLU(Function):
@@ -24,8 +25,18 @@ class ReLU(Function):
     """
 
     def forward(self, x: Array) -> Array:
-        self.mask = x > 0                                  # strict: the kink at 0 gets no gradient
-        return get_array_module(x).maximum(x, 0)
+        xp = get_array_module(x)
+        self.mask = xp.empty(x.shape, dtype=bool)          # (x.shape) x > 0, filled below
+        out = xp.empty(x.shape, dtype=x.dtype)
+        x_flat, mask_flat, out_flat = (a.reshape(-1) for a in (xp.ascontiguousarray(x), self.mask, out))
+
+        def forward_block(k: int, start: int, stop: int) -> None:   # elements start..stop-1, flattened
+            xs = x_flat[start:stop]
+            xp.greater(xs, 0, out=mask_flat[start:stop])   # strict: the kink at 0 gets no gradient
+            xp.maximum(xs, 0, out=out_flat[start:stop])    # NaN stays NaN, as in PyTorch
+
+        for_each_chunk(forward_block, flat_blocks(x.size, x.itemsize, xp), xp)   # large x: blocks on every core
+        return out
 
     def backward(self, dout: Array) -> tuple:
         # BEGIN SOLUTION relu

@@ -149,13 +149,18 @@ class Conv2d(Function):
             cols = im2col(x4[start:stop], (kh, kw), self.stride, self.padding, self.dilation, (oh, ow),
                           out=None if keep else scratch_matrix("conv.cols", G * K, n * oh * ow, x.dtype, xp))
             cols_g = cols.reshape(G, K, n * oh * ow)                         # (G, K, n*oH*oW)
-            out_g = matmul(w_g, cols_g, scratch_matrix("conv.out", C_out, n * oh * ow, x.dtype, xp).reshape(
-                G, Og, n * oh * ow), xp)                                     # (G, Og, n*oH*oW)
-            out_c = out_g.reshape(C_out, n, oh, ow).transpose(1, 0, 2, 3)    # (n, C_out, oH, oW), a view
-            if bias is None:                                                 # one pass makes it contiguous
-                out[start:stop] = out_c
-            else:                                                            # ... and adds the bias on the way
-                xp.add(out_c, bias.reshape(1, C_out, 1, 1), out=out[start:stop])
+            if n == 1:                                   # one image: (C_out, oH*oW) is the output's own layout
+                matmul(w_g, cols_g, out[start].reshape(G, Og, oh * ow), xp)  # (G, Og, oH*oW), a view of out
+                if bias is not None:
+                    out[start] += bias.reshape(C_out, 1, 1)
+            else:
+                out_g = matmul(w_g, cols_g, scratch_matrix("conv.out", C_out, n * oh * ow, x.dtype, xp).reshape(
+                    G, Og, n * oh * ow), xp)                                 # (G, Og, n*oH*oW)
+                out_c = out_g.reshape(C_out, n, oh, ow).transpose(1, 0, 2, 3)  # (n, C_out, oH, oW), a view
+                if bias is None:                                             # one pass makes it contiguous
+                    out[start:stop] = out_c
+                else:                                                        # ... and adds the bias on the way
+                    xp.add(out_c, bias.reshape(1, C_out, 1, 1), out=out[start:stop])
             if keep:
                 self.cols_g[k] = cols_g
 
@@ -200,9 +205,12 @@ class Conv2d(Function):
         def backward_chunk(k: int, start: int, stop: int) -> None:          # images start..stop-1
             n, M = stop - start, (stop - start) * oh * ow
             if need_dw or (need_dx and not self.pointwise and not as_conv):
-                dout_g = scratch_matrix("conv.dout", C_out, M, dout.dtype, xp).reshape(C_out, n, oh, ow)
-                dout_g[...] = dout4[start:stop].transpose(1, 0, 2, 3)      # (C_out, n, oH, oW)
-                dout_g = dout_g.reshape(G, Og, M)                            # (G, Og, M)
+                if n == 1:                               # one image: dout[start] is (C_out, oH*oW) already
+                    dout_g = xp.ascontiguousarray(dout4[start]).reshape(G, Og, M)  # (G, Og, M)
+                else:
+                    dout_g = scratch_matrix("conv.dout", C_out, M, dout.dtype, xp).reshape(C_out, n, oh, ow)
+                    dout_g[...] = dout4[start:stop].transpose(1, 0, 2, 3)  # (C_out, n, oH, oW)
+                    dout_g = dout_g.reshape(G, Og, M)                        # (G, Og, M)
             if need_dw:
                 cols_g = None if self.cols_g is None else self.cols_g[k]
                 if cols_g is None:                                           # recompute what forward dropped
@@ -221,9 +229,11 @@ class Conv2d(Function):
             elif as_conv:                                                    # dx = conv(dout, turned kernel)
                 dcols = im2col(dout4[start:stop], self.kernel, (1, 1), flip_pad, self.dilation, (H, W),
                                out=scratch_matrix("conv.cols", C_out * kh * kw, n * H * W, dout.dtype, xp))
-                dx_g = matmul(w_flip, dcols.reshape(G, Og * kh * kw, n * H * W), scratch_matrix(
-                    "conv.dx", C_in, n * H * W, dout.dtype, xp).reshape(G, Cg, n * H * W), xp)  # (G, Cg, n*H*W)
-                dx[start:stop] = dx_g.reshape(C_in, n, H, W).transpose(1, 0, 2, 3)   # (n, C_in, H, W)
+                dx_g = dx[start].reshape(G, Cg, H * W) if n == 1 else scratch_matrix(  # one image: straight
+                    "conv.dx", C_in, n * H * W, dout.dtype, xp).reshape(G, Cg, n * H * W)  # into dx
+                matmul(w_flip, dcols.reshape(G, Og * kh * kw, n * H * W), dx_g, xp)  # (G, Cg, n*H*W)
+                if n > 1:
+                    dx[start:stop] = dx_g.reshape(C_in, n, H, W).transpose(1, 0, 2, 3)   # (n, C_in, H, W)
             elif need_dx:
                 # dcols has the shape of cols, and cols is dead once dW is computed: its scratch buffer takes it.
                 dcols = matmul(w_g.transpose(0, 2, 1), dout_g, scratch_matrix(

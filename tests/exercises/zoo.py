@@ -43,7 +43,7 @@ ALL_TIES = '''        windows = {i * self.kernel[1] + j: window for i, j, window
 ZOO: Dict[str, Tuple[str, List[Tuple[str, str]], str]] = {
     "conv2d without the group loop": ("conv2d", [
         ("dcols = matmul(w_g.transpose(0, 2, 1), dout_g,", "dcols = matmul(w_g[:1].transpose(0, 2, 1), dout_g,"),
-        ("dx_g = matmul(w_flip, dcols", "dx_g = matmul(w_flip[:1], dcols")], "fails only with groups > 1"),
+        ("matmul(w_flip, dcols", "matmul(w_flip[:1], dcols")], "fails only with groups > 1"),
     "conv2d with dW transposed": ("conv2d", [
         ("matmul(cols_g, dout_g.transpose(0, 2, 1), dw_chunks[k], xp)",
          "matmul(dout_g, cols_g.transpose(0, 2, 1), dw_chunks[k].reshape(G, Og, K), xp)"),
@@ -81,7 +81,7 @@ ZOO: Dict[str, Tuple[str, List[Tuple[str, str]], str]] = {
         "the unbiased variance"),
     "relu returning zeros": ("relu", [("return (dout * self.mask,)", "return (dout * 0,)")],
                              "the gradient is all zeros"),
-    "relu with ReLU'(0) = 1": ("relu", [("self.mask = x > 0 ", "self.mask = x >= 0 ")], "ReLU'(0) = 0"),
+    "relu with ReLU'(0) = 1": ("relu", [("xp.greater(xs, 0, out=mask_flat[start:stop])", "xp.greater_equal(xs, 0, out=mask_flat[start:stop])")], "ReLU'(0) = 0"),
     "cross_entropy without the 1/N of the mean": ("cross_entropy", [
         ("dloss = _dloss(dout, self.reduction, self.total_weight, self.loss_shape)",
          "dloss = _dloss(dout, 'sum' if self.reduction == 'mean' else self.reduction, self.total_weight, "
