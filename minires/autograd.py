@@ -153,8 +153,17 @@ class Function:
 
     @property
     def needs_input_grad(self) -> tuple:
-        """One bool per input: does that input need a gradient? Skip the work where not."""
+        """One bool per input: does that input need a gradient? Skip the work where not. ``apply`` sets it
+        before ``forward`` runs, as PyTorch's ``ctx.needs_input_grad``: all False when nothing will be
+        recorded (under ``no_grad``, or no input requires a gradient)."""
         return self._needs_input_grad
+
+    @property
+    def backward_possible(self) -> bool:
+        """For ``forward``: False only when ``apply`` knows that no backward will run (``no_grad``, or no
+        input requires a gradient), so the forward need not save what only its backward reads (ReLU's mask,
+        max pooling's winners). A Function called by hand, ``forward`` then ``backward``, saves it."""
+        return any(getattr(self, "_needs_input_grad", (True,)))
 
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> "Tensor":
@@ -164,12 +173,13 @@ class Function:
         tensors = _check_inputs(cls.__name__, inputs, as_tensor_like, Tensor)
         fn = cls(**params)
         arrays = [None if t is None else t.data for t in tensors]
+        needs = tuple(t is not None and t.requires_grad for t in tensors)
+        recording = is_grad_enabled() and any(needs)
+        fn._needs_input_grad = needs if recording else (False,) * len(needs)   # read by forward, too
         with backend.device_context(arrays[0]):
             out_data = fn.forward(*arrays)
         if not backend.is_array(out_data):  # NumPy reductions return scalars, not 0-d arrays
             out_data = backend.get_array_module(arrays[0]).asarray(out_data)
-        needs = tuple(t is not None and t.requires_grad for t in tensors)
-        recording = is_grad_enabled() and any(needs)
         out = Tensor(out_data, requires_grad=recording, _creator=fn if recording else None)
         for t in tensors:                      # a view (reshape, transpose, x[i]) shares the
             if t is not None and backend.may_share_memory(out_data, t.data):  # counter of its base
@@ -179,7 +189,6 @@ class Function:
             fn._parents = tuple(None if not need else (t if t._creator is None else t._creator)
                                 for t, need in zip(tensors, needs))
             fn._input_shapes = tuple(None if t is None else t.shape for t in tensors)
-            fn._needs_input_grad = needs
             fn._saved_versions = _saved_versions(fn, tensors, out)
         return out
 

@@ -212,6 +212,32 @@ def test_needs_input_grad_lets_a_backward_skip_work(xp):
     assert calls == [(True, False)] and float(x.grad[0]) == 5.0
 
 
+def test_forward_knows_whether_a_backward_can_follow(xp):
+    """apply sets needs_input_grad before forward (as PyTorch's ctx.needs_input_grad): all False when
+    nothing is recorded. A Function called by hand may always be followed by its backward."""
+    seen = []
+
+    class Probe(Function):
+        def forward(self, a, b):
+            seen.append((self.needs_input_grad, self.backward_possible))
+            return a * b
+
+        def backward(self, dout):
+            return dout, dout
+
+    x, c = leaf(xp, [2.0]), mr.tensor(xp.asarray([5.0]))
+    Probe.apply(x, c)
+    Probe.apply(c, c)                                           # no input requires a gradient
+    with mr.no_grad():
+        Probe.apply(x, c)
+    assert seen == [((True, False), True), ((False, False), False), ((False, False), False)]
+    from minires.functional.activation import ReLU
+    relu = ReLU()                                               # by hand: forward, then backward
+    assert relu.backward_possible
+    relu.forward(xp.asarray([-1.0, 2.0]))
+    assert backend.to_numpy(relu.backward(xp.asarray([3.0, 3.0]))[0]).tolist() == [0.0, 3.0]
+
+
 def test_detach_cuts_the_graph(xp):
     x = leaf(xp, [1.0, 2.0])
     y = x * x.detach()                                                   # d/dx counts one factor only

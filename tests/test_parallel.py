@@ -76,6 +76,31 @@ def test_flat_blocks_cover_an_array_once_in_an_even_count_of_1_mb_blocks(size, i
     assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
 
 
+@pytest.mark.parametrize("op", ["relu", "max_pool2d"])
+def test_under_no_grad_nothing_is_saved_for_a_backward_and_the_output_is_the_same(xp, device, monkeypatch,
+                                                                                   op):
+    import minires.functional as F
+    from minires.functional.activation import ReLU
+    from minires.functional.pooling import MaxPool2d
+    cls, saved = (ReLU, "mask") if op == "relu" else (MaxPool2d, "winner")
+    kept = []
+    real = cls.forward
+
+    def forward(self, x):                                                    # what each forward kept
+        out = real(self, x)
+        kept.append(getattr(self, saved))
+        return out
+    monkeypatch.setattr(cls, "forward", forward)
+    x = np.array([[[[1.0, np.nan, -np.inf, 2.0], [2.0, 2.0, 0.0, -1.0], [np.inf, -3.0, 5.0, 5.0],
+                    [0.0, -0.0, 1e-30, 4.0]]]])
+    run = F.relu if op == "relu" else (lambda t: F.max_pool2d(t, 3, 2, 1))
+    recorded = run(on(device, x, True))
+    with minires.no_grad():
+        plain = run(on(device, x, True))
+    assert kept[0] is not None and kept[1] is None                           # saved only when recording
+    np.testing.assert_array_equal(host(plain), host(recorded))              # NaN, inf and ties alike
+
+
 def test_relu_in_many_blocks_is_relu(monkeypatch, one_thread_after):
     from minires.functional.activation import relu
     monkeypatch.setattr(parallel, "ELEMENTWISE_BLOCK_BYTES", 16)           # blocks of 4 float32

@@ -26,13 +26,15 @@ class ReLU(Function):
 
     def forward(self, x: Array) -> Array:
         xp = get_array_module(x)
-        self.mask = xp.empty(x.shape, dtype=bool)          # (x.shape) x > 0, filled below
+        keep = self.backward_possible                  # False under no_grad: no backward will read it
+        self.mask = xp.empty(x.shape, dtype=bool) if keep else None   # (x.shape) x > 0, filled below
         out = xp.empty(x.shape, dtype=x.dtype)
-        x_flat, mask_flat, out_flat = (a.reshape(-1) for a in (xp.ascontiguousarray(x), self.mask, out))
+        x_flat, out_flat = xp.ascontiguousarray(x).reshape(-1), out.reshape(-1)
 
         def forward_block(k: int, start: int, stop: int) -> None:   # elements start..stop-1, flattened
             xs = x_flat[start:stop]
-            xp.greater(xs, 0, out=mask_flat[start:stop])   # strict: the kink at 0 gets no gradient
+            if keep:                                       # strict: the kink at 0 gets no gradient
+                xp.greater(xs, 0, out=self.mask.reshape(-1)[start:stop])
             xp.maximum(xs, 0, out=out_flat[start:stop])    # NaN stays NaN, as in PyTorch
 
         for_each_chunk(forward_block, flat_blocks(x.size, x.itemsize, xp), xp)   # large x: blocks on every core

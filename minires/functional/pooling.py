@@ -166,15 +166,22 @@ class MaxPool2d(Function):
                       + _first_real_offset(xp, W, kw, sw, pw, dw, ow)[None, :])   # (oH, oW)
         planes = xp.reshape(x4, (N * C, H, W))                             # (N*C, H, W): channels never mix
         out = xp.empty((N * C, oh, ow), dtype=x.dtype)                     # (N*C, oH, oW)
-        # Backward needs only the winning offset: one byte per output for kernels up to 16x16.
-        winner = xp.empty((N * C, oh, ow), dtype=xp.uint8 if kh * kw <= 256 else xp.int32)
+        # Backward needs only the winning offset: one byte per output for kernels up to 16x16. Under no_grad
+        # no backward will run, and only the maximum is computed (1.8-2.1x faster here: benchmarks/README.md).
+        keep = self.backward_possible
+        winner = xp.empty((N * C, oh, ow), dtype=xp.uint8 if kh * kw <= 256 else xp.int32) if keep else None
         Hp, Wp = padded_shape(x4.shape, *geometry, (oh, ow))
         def pool_block(block: slice, x_pad: Array) -> None:                 # x_pad (b, Hp, Wp)
-            best, won = out[block], winner[block]                          # (b, oH, oW) each, filled in place
+            best = out[block]                                              # (b, oH, oW), filled in place
             best.fill(-float("inf"))
-            won[...] = first_real
+            if keep:
+                won = winner[block]                                        # (b, oH, oW), filled in place
+                won[...] = first_real
             for i, j, window in window_slices(self.kernel, self.stride, self.dilation, (oh, ow)):
                 k = i * kw + j                                             # the offset's number, row-major
+                if not keep:                                               # the maximum only (NaN wins too)
+                    xp.maximum(best, x_pad[window], out=best)
+                    continue
                 candidate = xp.ascontiguousarray(x_pad[window])            # (b, oH, oW): entry k of every window
                 # strict: a tie keeps the earlier offset; a NaN always wins (the last NaN, as PyTorch's `||
                 # isnan(val)`), so its window's output is NaN and its gradient goes to the NaN

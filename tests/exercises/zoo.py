@@ -81,7 +81,8 @@ ZOO: Dict[str, Tuple[str, List[Tuple[str, str]], str]] = {
         "the unbiased variance"),
     "relu returning zeros": ("relu", [("return (dout * self.mask,)", "return (dout * 0,)")],
                              "the gradient is all zeros"),
-    "relu with ReLU'(0) = 1": ("relu", [("xp.greater(xs, 0, out=mask_flat[start:stop])", "xp.greater_equal(xs, 0, out=mask_flat[start:stop])")], "ReLU'(0) = 0"),
+    "relu with ReLU'(0) = 1": ("relu", [("xp.greater(xs, 0, out=self.mask", "xp.greater_equal(xs, 0, out=self.mask")],
+                               "ReLU'(0) = 0"),
     "cross_entropy without the 1/N of the mean": ("cross_entropy", [
         ("dloss = _dloss(dout, self.reduction, self.total_weight, self.loss_shape)",
          "dloss = _dloss(dout, 'sum' if self.reduction == 'mean' else self.reduction, self.total_weight, "
