@@ -65,7 +65,6 @@ def batch_chunks(batch: int, bytes_per_image: int, min_images: int = 1, xp: Any 
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-
 #: An elementwise pass over an array of at least this size runs in blocks of about this size on the threads
 #: (``flat_blocks``); below it, handing out the blocks cost more than the second core saved.
 ELEMENTWISE_BLOCK_BYTES = 1 << 20

@@ -30,11 +30,12 @@ class ReLU(Function):
         self.mask = xp.empty(x.shape, dtype=bool) if keep else None   # (x.shape) x > 0, filled below
         out = xp.empty(x.shape, dtype=x.dtype)
         x_flat, out_flat = xp.ascontiguousarray(x).reshape(-1), out.reshape(-1)
+        mask_flat = self.mask.reshape(-1) if keep else None
 
         def forward_block(k: int, start: int, stop: int) -> None:   # elements start..stop-1, flattened
             xs = x_flat[start:stop]
             if keep:                                       # strict: the kink at 0 gets no gradient
-                xp.greater(xs, 0, out=self.mask.reshape(-1)[start:stop])
+                xp.greater(xs, 0, out=mask_flat[start:stop])
             xp.maximum(xs, 0, out=out_flat[start:stop])    # NaN stays NaN, as in PyTorch
 
         for_each_chunk(forward_block, flat_blocks(x.size, x.itemsize, xp), xp)   # large x: blocks on every core

@@ -81,7 +81,7 @@ ZOO: Dict[str, Tuple[str, List[Tuple[str, str]], str]] = {
         "the unbiased variance"),
     "relu returning zeros": ("relu", [("return (dout * self.mask,)", "return (dout * 0,)")],
                              "the gradient is all zeros"),
-    "relu with ReLU'(0) = 1": ("relu", [("xp.greater(xs, 0, out=self.mask", "xp.greater_equal(xs, 0, out=self.mask")],
+    "relu with ReLU'(0) = 1": ("relu", [("xp.greater(xs, 0, out=mask_flat", "xp.greater_equal(xs, 0, out=mask_flat")],
                                "ReLU'(0) = 0"),
     "cross_entropy without the 1/N of the mean": ("cross_entropy", [
         ("dloss = _dloss(dout, self.reduction, self.total_weight, self.loss_shape)",
