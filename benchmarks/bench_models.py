@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))                                     # run from a c
 import minires                                                    # noqa: E402
 from minires import backend                                       # noqa: E402
 from minires import functional as F                               # noqa: E402
-from bench_ops import (blas_info, enable_peak_memory, machine, median_ms, num,  # noqa: E402
+from bench_ops import (WAKE_S, blas_info, enable_peak_memory, machine, median_ms, num,  # noqa: E402
                        peak_mb, publish)
 
 try:
@@ -283,9 +283,9 @@ def revision() -> str:
 
 def report(args: argparse.Namespace, header: List[str], rows: list, checks: list) -> List[str]:
     lines = [f"# minires vs PyTorch: whole ResNets, {args.device}", ""] + header + [
-        f"- float32; median of {3 * args.repeats} runs after 2 warm-up runs: turns of a 0.25 s pause, one untimed "
-        "run and 3 timed runs back to back, the libraries taking turns; ratio = minires / torch (below 1: minires "
-        "is faster)",
+        f"- float32; median of {3 * args.repeats} runs after 2 warm-up runs: turns of a 0.25 s pause, untimed runs "
+        f"for {1e3 * WAKE_S:.0f} ms (at least one) and 3 timed runs back to back, the libraries taking turns; "
+        "ratio = minires / torch (below 1: minires is faster)",
         "- inference: evaluation mode, forward under no_grad; training step: training mode, forward + "
         "cross-entropy + backward, gradients set to None after it (no optimiser)",
         "- peak MB: the most memory one pass held above what it started with ("

@@ -46,6 +46,7 @@ except ImportError:
     batch_norm = None
 
 RESULTS = Path(__file__).resolve().parent / "results"
+WAKE_S = 0.1             # seconds of untimed runs after each pause (median_ms)
 Step = Callable[[], None]
 
 
@@ -187,11 +188,14 @@ def median_ms(steps: List[Step], repeats: int, device: str) -> List[float]:
     BLAS and OpenMP worker threads keep spinning after their library's last call, on the cores
     the other library is about to use (OpenBLAS's for about 0.1 s: torch measured right after a
     NumPy product ran up to 3x slower here). A 0.25 s pause before every timed run lets them go
-    to sleep, so neither side is timed against the other's idle threads. After the pause, one
-    untimed run, then three timed runs back to back, as in a training loop: a pause also lets this
-    machine's cores go idle, and the runs right after it were up to 1.7x slower (a convolution on two
-    threads: 51 against 30 ms back to back), which no training loop sees. The median is over all of
-    them (3 x ``repeats``).
+    to sleep, so neither side is timed against the other's idle threads. After the pause, untimed
+    runs for WAKE_S (at least one), then three timed runs back to back, as in a training loop: a pause
+    also lets this machine's cores go idle, and the runs right after it were up to 1.7x slower (a
+    convolution on two threads: 51 against 30 ms back to back), which no training loop sees. Waking
+    takes a time, not a number of runs: after a pause, minires's CIFAR stem convolution (2 ms back to
+    back) took 3.3 ms for its first 17 runs, about 55 ms, and then 1.9-2.1 ms; on one thread it kept
+    one speed, so it is the hand-over of chunks to the worker thread that wakes slowly. torch's first
+    run took 3.2 ms, the next ones 1.7-2.3 ms. The median is over all timed runs (3 x ``repeats``).
     """
     times: List[List[float]] = [[] for _ in steps]
     for step in steps + steps:                      # warm-up: allocators, kernel choices, caches
@@ -199,7 +203,10 @@ def median_ms(steps: List[Step], repeats: int, device: str) -> List[float]:
     for _ in range(repeats):
         for k, step in enumerate(steps):
             time.sleep(0.25)
-            step()                                  # untimed: the cores awake again after the pause
+            awake = time.perf_counter() + WAKE_S
+            while time.perf_counter() < awake:      # untimed: the cores awake again after the pause
+                step()
+                synchronize(device)
             for _ in range(3):                      # back to back, as in training
                 synchronize(device)
                 start = time.perf_counter()
@@ -340,7 +347,8 @@ def num(v: Optional[float], digits: int) -> str:
 
 def report(args: argparse.Namespace, header: List[str], rows: list, network: list, notes: List[str]) -> List[str]:
     lines = [f"# minires vs PyTorch: forward + backward, {args.device}", ""] + header + [
-        f"- float32; median of {3 * args.repeats} runs: {args.repeats} turns of a 0.25 s pause, one untimed run and "
+        f"- float32; median of {3 * args.repeats} runs: {args.repeats} turns of a 0.25 s pause, untimed runs for "
+        f"{1e3 * WAKE_S:.0f} ms (at least one) and "
         f"3 timed runs back to back; ratio = minires / torch (below 1: minires is faster)",
         "- peak MB: the most memory one pass held above what it started with ("
         + ("resident set size" if args.device == "cpu" else "each library's GPU allocator") + ")",

@@ -85,26 +85,27 @@ def torch_op_ms(step: Step, device: str, totals: Dict[str, float]) -> None:
             totals["rest"] -= ms
 
 
-def profile(case: Case, device: str, repeats: int, with_torch: bool) -> List[str]:
-    """Each operation's share of a training step: minires's OpTimer and torch's profiler, taking turns."""
+def profile(case: Case, device: str, repeats: int, with_torch: bool, pass_: str = "training step") -> List[str]:
+    """Each operation's share of one pass (a training step or inference): minires's OpTimer and torch's
+    profiler, taking turns."""
     sides = build_sides(case, device, with_torch)
     for side in sides + sides:
-        side.steps["training step"]()                   # warm-up, as for the timings
+        side.steps[pass_]()                   # warm-up, as for the timings
     timer, step_ms, theirs = OpTimer(device), 0.0, defaultdict(float)
     for _ in range(repeats):
         time.sleep(0.25)
         start = time.perf_counter()
         with timer:
-            sides[0].steps["training step"]()
+            sides[0].steps[pass_]()
             synchronize(device)
         step_ms += 1e3 * (time.perf_counter() - start) / repeats
         if with_torch:
             time.sleep(0.25)
-            torch_op_ms(sides[1].steps["training step"], device, theirs)
+            torch_op_ms(sides[1].steps[pass_], device, theirs)
     mean = {key: ms / repeats for key, ms in timer.ms.items()}
     labels = sorted({label for label, _ in mean}, key=lambda k: -mean[k, "forward"] - mean.get((k, "backward"), 0))
     conv_ms = sum(ms for (label, _), ms in mean.items() if label.startswith("Conv2d"))
-    lines = [f"One training step of {case}: minires's time in each operation (mean of {repeats} steps, "
+    lines = [f"One {pass_} of {case}: minires's time in each operation (mean of {repeats} passes, "
              f"{step_ms:.0f} ms each)" + (f"; torch's profiler on the same steps ({sum(theirs.values()) / repeats:.0f}"
                                           " ms), its operators grouped the same way" if theirs else "") + ".", "",
              "| operation | calls | forward ms | backward ms | total ms | share | torch ms |",
@@ -126,6 +127,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("case", nargs="?", default="resnet18:224:8", help="MODEL:SIZE:BATCH, as in bench_models.py")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--repeats", type=int, default=5, help="profiled steps of each library; the mean is reported")
+    parser.add_argument("--pass", dest="pass_", choices=["training step", "inference"], default="training step",
+                        help="the pass to profile (inference: evaluation mode under no_grad)")
     parser.add_argument("--out", help="also write the report to benchmarks/results/<OUT>.md")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not minires.backend.cuda_is_available():
@@ -139,8 +142,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         case = Case.parse(args.case)
     except ValueError as error:
         parser.error(str(error))
-    lines = [f"# Where a training step's time goes, {args.device}", ""] + header + [""] + profile(
-        case, args.device, args.repeats, torch is not None)
+    lines = [f"# Where {'an' if args.pass_ == 'inference' else 'a'} {args.pass_}'s time goes, {args.device}", ""] + \
+        header + [""] + profile(case, args.device, args.repeats, torch is not None, args.pass_)
     publish(lines, args.out)
 
 
