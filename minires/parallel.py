@@ -192,11 +192,15 @@ def set_num_threads(count: int) -> None:
             _threads.pool = None
 
 
-def for_each_chunk(work: Callable[[int, int, int], None], chunks: Sequence[Chunk], xp: Any = numpy) -> None:
+def for_each_chunk(work: Callable[[int, int, int], None], chunks: Sequence[Chunk], xp: Any = numpy,
+                   share: bool = True) -> None:
     """Run ``work(k, start, stop)`` for every chunk ``k``, spread over the worker threads (CPU) or one
-    after the other (GPU, or one thread). ``work`` must write only its own chunk's part of any shared
-    output. Every chunk has finished when this returns; the first error is raised after that."""
-    count = _threads.ready() if xp is numpy and not getattr(_inside, "worker", False) else 1
+    after the other (GPU, one thread, or ``share=False``: work too small to be worth handing over, which
+    costs about 50 us a call here, more while the cores wake). ``work`` must write only its own chunk's
+    part of any shared output. Every chunk has finished when this returns; the first error is raised
+    after that."""
+    on_threads = share and xp is numpy and not getattr(_inside, "worker", False)
+    count = _threads.ready() if on_threads else 1
     if count == 1 or len(chunks) == 1:
         for k, (start, stop) in enumerate(chunks):
             work(k, start, stop)

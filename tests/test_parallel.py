@@ -282,19 +282,35 @@ def test_batch_norm_gives_the_same_bits_on_any_number_of_threads(monkeypatch, on
 
 def test_batch_norm_shares_its_channels_among_the_threads_with_the_same_bits(one_thread_after):
     from minires.functional.normalization import SHARED_BYTES, _channel_blocks
-    x = normal_array((4, 64, 16, 16), 7, np.float32)                       # 256 KB: one cache block
-    assert x.nbytes >= SHARED_BYTES
+    x = normal_array((4, 128, 32, 32), 7, np.float32)                      # 2 MB: two cache blocks
+    assert x.nbytes >= SHARED_BYTES["training"]
     results = []
-    for count in (1, 2):
+    for count in (1, 4):
         parallel.set_num_threads(count)
-        assert len(_channel_blocks(x)) == count
+        blocks, share = _channel_blocks(x, training=True)
+        assert share and len(blocks) == max(2, count)                       # at least one per thread
         xt = minires.tensor(x, requires_grad=True)
-        gamma, beta = minires.ones(64, requires_grad=True), minires.zeros(64, requires_grad=True)
-        out = batch_norm(xt, np.zeros(64, np.float32), np.ones(64, np.float32), gamma, beta, training=True)
+        gamma, beta = minires.ones(128, requires_grad=True), minires.zeros(128, requires_grad=True)
+        out = batch_norm(xt, np.zeros(128, np.float32), np.ones(128, np.float32), gamma, beta, training=True)
         out.backward(minires.tensor(np.cos(np.arange(out.data.size, dtype=np.float32)).reshape(out.shape)))
         results.append([out.data, xt.grad.data, gamma.grad.data, beta.grad.data])
     for a, b in zip(*results):
         assert np.array_equal(a, b)
+
+
+def test_batch_norm_keeps_small_inputs_on_the_calling_thread():
+    """Below SHARED_BYTES the blocks run in turn: handing them over costs more than it saves. Evaluation
+    (two passes over a block) needs a larger x than training (about ten) before sharing pays."""
+    from minires.functional.normalization import SHARED_BYTES, _channel_blocks
+    assert SHARED_BYTES["training"] < SHARED_BYTES["evaluation"]
+    small = np.zeros((32, 512, 4, 4), np.float32)                            # 1 MB: ResNet-18's layer4 on CIFAR
+    middle = np.zeros((32, 96, 16, 16), np.float32)                          # 3 MB
+    assert _channel_blocks(small, training=True)[1] is False
+    assert _channel_blocks(small, training=False)[1] is False
+    assert _channel_blocks(middle, training=True)[1] is True
+    assert _channel_blocks(middle, training=False)[1] is False
+    blocks, share = _channel_blocks(middle, training=False)
+    assert blocks[0] == (0, 32) and blocks[-1][1] == 96                     # still 1 MB blocks, in turn
 
 
 def test_one_chunk_split_by_rows_agrees_with_one_thread_to_rounding(one_thread_after):

@@ -52,22 +52,26 @@ if TYPE_CHECKING:
     from minires.tensor import Tensor
 
 
-#: From this size of x on, its channels are cut into at least one block per thread (below it, handing
-#: the blocks to the threads costs more than it saves).
-SHARED_BYTES = 256 << 10
+#: From this size of x on, its channels are cut into at least one block per thread and the blocks are
+#: shared among the threads; below it they run in turn on the calling thread, because handing them over
+#: costs more than the second core saves. Training (about ten passes over each block, forward and backward)
+#: pays from 2 MB, evaluation (two passes) from 4 MB: with 1 MB of x, training took 0.49 ms on one thread
+#: against 0.56 on two, evaluation 0.06 against 0.12 (benchmarks/README.md, "Chunks and threads").
+SHARED_BYTES = {"training": 2 << 20, "evaluation": 4 << 20}
 
 
-def _channel_blocks(x: Array) -> List[Tuple[int, int]]:
-    """Consecutive ranges of channels ``(start, stop)``: on the CPU about 1 MB of x each, which stays
-    in cache through every step of the formula (2x faster than each step over the whole batch), and
-    at least one per thread once x has a few hundred KB, so that every core has a share
-    (``minires.parallel.for_each_chunk``); on a GPU one range of all of them. Channels never mix, so
-    the ranges change no result."""
+def _channel_blocks(x: Array, training: bool) -> Tuple[List[Tuple[int, int]], bool]:
+    """Consecutive ranges of channels ``(start, stop)``, and whether to share them among the threads
+    (``minires.parallel.for_each_chunk``): on the CPU about 1 MB of x each, which stays in cache through
+    every step of the formula (2x faster than each step over the whole batch), and at least one per
+    thread once x is large enough to be shared (``SHARED_BYTES``); on a GPU one range of all of them.
+    Channels never mix, so the ranges change no result."""
     C = x.shape[1]
     per_block = items_per_block(x, x.nbytes // max(1, C), C)
-    if isinstance(x, numpy.ndarray) and x.nbytes >= SHARED_BYTES:
+    share = isinstance(x, numpy.ndarray) and x.nbytes >= SHARED_BYTES["training" if training else "evaluation"]
+    if share:
         per_block = min(per_block, -(-C // get_num_threads()))
-    return [(c, min(c + per_block, C)) for c in range(0, C, per_block)] or [(0, 0)]
+    return [(c, min(c + per_block, C)) for c in range(0, C, per_block)] or [(0, 0)], share
 
 
 # A block of c channels is handled as a matrix (N, c * pixels): one row per image, each channel's pixels
@@ -165,7 +169,8 @@ class BatchNorm(Function):
                 if dtype != x.dtype:
                     out[:, c] = y.reshape(out[:, c].shape)                   # rounded to float16 once
 
-        for_each_chunk(normalize_block, _channel_blocks(x), xp)             # channel blocks, on every core
+        blocks, share = _channel_blocks(x, self.training)
+        for_each_chunk(normalize_block, blocks, xp, share)                  # channel blocks, on every core
         if self.training and running_mean is not None and x.size:
             _update_running_stat(running_mean, mean, self.momentum)
             _update_running_stat(running_var, var * (m / (m - 1)), self.momentum)  # unbiased
@@ -210,7 +215,8 @@ class BatchNorm(Function):
                 if dtype != dx.dtype:
                     dx[:, c] = d.reshape(dx[:, c].shape)                     # rounded to float16 once
 
-        for_each_chunk(backward_block, _channel_blocks(dout), xp)           # channel blocks, on every core
+        blocks, share = _channel_blocks(dout, self.training)
+        for_each_chunk(backward_block, blocks, xp, share)                   # channel blocks, on every core
         dweight, dbias = dweight.astype(self.param_dtype, copy=False), dbias.astype(self.param_dtype, copy=False)
         return (dx if self.needs_input_grad[0] else None, None, None,
                 dweight if self.needs_input_grad[3] else None,
