@@ -244,6 +244,33 @@ def test_conv2d_in_one_chunk_per_image(xp, device, monkeypatch, x_shape, w_shape
         gradcheck(lambda x, w, b: conv2d(x, w, b, **kwargs), *args)
 
 
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONVS)
+@pytest.mark.parametrize("keep", [False, True])
+def test_conv2d_in_one_chunk_with_its_copies_split_by_channels(monkeypatch, one_thread_after, x_shape, w_shape,
+                                                               kwargs, keep):
+    """A batch that is one chunk copies its columns in one range of channels per thread (SPLIT_COPY_BYTES):
+    the oracle's numbers and gradients that pass gradcheck, and the same bits as one copy (a copy does not
+    round), with 2 and with 3 threads (ranges of unequal length; more threads than the 2 channels of a group)."""
+    import minires.functional.conv as conv_module
+    x, w, b = normal_array(x_shape, 1), normal_array(w_shape, 2), normal_array((w_shape[0],), 3)
+    for threads in (2, 3):
+        parallel.set_num_threads(threads)
+        results = []
+        for split_bytes in (1 << 60, 0):                                     # one copy, then split copies
+            monkeypatch.setattr(conv_module, "SPLIT_COPY_BYTES", split_bytes)
+            args = [minires.tensor(a, requires_grad=True) for a in (x, w, b)]
+            with save_cols(keep):
+                out = conv2d(*args, **kwargs)
+            assert len(out._creator.chunks) == 1 and out._creator.split_copies == (split_bytes == 0)
+            out.backward(minires.tensor(np.cos(np.arange(out.data.size, dtype=np.float64)).reshape(out.shape)))
+            results.append([out.data] + [a.grad.data for a in args])
+        for one, split in zip(*results):
+            assert np.array_equal(one, split)
+        np.testing.assert_allclose(results[1][0], reference.conv2d(x, w, b, **kwargs), rtol=1e-12, atol=1e-12)
+    with save_cols(keep):
+        gradcheck(lambda x, w, b: conv2d(x, w, b, **kwargs), *[minires.tensor(a, requires_grad=True) for a in (x, w, b)])
+
+
 def _conv_and_grads(x, w, kwargs):
     xt, wt = minires.tensor(x, requires_grad=True), minires.tensor(w, requires_grad=True)
     out = conv2d(xt, wt, None, **kwargs)

@@ -42,12 +42,14 @@ import numbers
 import threading
 from typing import Any, List, Optional, Tuple, Union
 
+import numpy
+
 from minires.autograd import Function
 from minires.backend import Array, get_array_module
 from minires.functional.arithmetic import check_same_dtype
 from minires.functional.im2col import Pair, col2im, conv_output_size, im2col, pair
 from minires.functional.padding import pad
-from minires.parallel import Chunk, batch_chunks, for_each_chunk, matmul, scratch_matrix
+from minires.parallel import Chunk, batch_chunks, for_each_chunk, get_num_threads, matmul, scratch_matrix
 
 IntOrPair = Union[int, Tuple[int, int]]
 
@@ -133,6 +135,10 @@ class Conv2d(Function):
         # (N, C_out, oH, oW) directly. A stride keeps every s-th pixel: a strided slice.
         self.pointwise = (kh, kw) == (1, 1) and self.padding == (0, 0)
         self.chunks = _chunks(xp, N, C_in * kh * kw * oh * ow * x.dtype.itemsize, Og, oh * ow)
+        # A batch that is one chunk has its products split by rows among the threads (parallel.matmul); its
+        # im2col copies are split too, by channels, when they are large enough to be worth handing over.
+        self.split_copies = (xp is numpy and len(self.chunks) == 1
+                             and N * C_in * kh * kw * oh * ow * x.dtype.itemsize >= SPLIT_COPY_BYTES)
         self.cols_g = [None] * len(self.chunks) if self.save_cols and not self.pointwise else None
         out = xp.empty((N, C_out, oh, ow), dtype=x.dtype)                    # (N, C_out, oH, oW)
 
@@ -146,8 +152,9 @@ class Conv2d(Function):
                     out[start:stop] += bias.reshape(1, C_out, 1, 1)
                 return
             keep = self.cols_g is not None                                 # kept for backward: fresh memory
-            cols = im2col(x4[start:stop], (kh, kw), self.stride, self.padding, self.dilation, (oh, ow),
-                          out=None if keep else scratch_matrix("conv.cols", G * K, n * oh * ow, x.dtype, xp))
+            cols = self._im2col(x4[start:stop], self.stride, self.padding, (oh, ow), xp.empty(
+                (G * K, n * oh * ow), dtype=x.dtype) if keep else scratch_matrix("conv.cols", G * K, n * oh * ow,
+                                                                                x.dtype, xp))
             cols_g = cols.reshape(G, K, n * oh * ow)                         # (G, K, n*oH*oW)
             if n == 1 or K < Og:
                 # One product per image, straight into out, whose (C_out, oH*oW) per image is the products'
@@ -219,8 +226,8 @@ class Conv2d(Function):
             if need_dw:
                 cols_g = None if self.cols_g is None else self.cols_g[k]
                 if cols_g is None:                                           # recompute what forward dropped
-                    cols_g = im2col(x4[start:stop], self.kernel, self.stride, self.padding, self.dilation,
-                                    (oh, ow), out=scratch_matrix("conv.cols", G * K, M, dout.dtype, xp))
+                    cols_g = self._im2col(x4[start:stop], self.stride, self.padding, (oh, ow),
+                                          scratch_matrix("conv.cols", G * K, M, dout.dtype, xp))
                     cols_g = cols_g.reshape(G, K, M)                         # (G, K, M)
                 if dw_transposed:                                            # this chunk's share of dW
                     matmul(cols_g, dout_g.transpose(0, 2, 1), dw_chunks[k], xp)  # (G, K, Og)
@@ -232,8 +239,8 @@ class Conv2d(Function):
                               xp.empty((n, G, Cg, oh * ow), dtype=dout.dtype), xp)  # (n, G, Cg, oH*oW)
                 dx[start:stop, :, ::self.stride[0], ::self.stride[1]] = dx_s.reshape(n, C_in, oh, ow)
             elif as_conv:                                                    # dx = conv(dout, turned kernel)
-                dcols = im2col(dout4[start:stop], self.kernel, (1, 1), flip_pad, self.dilation, (H, W),
-                               out=scratch_matrix("conv.cols", C_out * kh * kw, n * H * W, dout.dtype, xp))
+                dcols = self._im2col(dout4[start:stop], (1, 1), flip_pad, (H, W),
+                                     scratch_matrix("conv.cols", C_out * kh * kw, n * H * W, dout.dtype, xp))
                 dx_g = dx[start].reshape(G, Cg, H * W) if n == 1 else scratch_matrix(  # one image: straight
                     "conv.dx", C_in, n * H * W, dout.dtype, xp).reshape(G, Cg, n * H * W)  # into dx
                 matmul(w_flip, dcols.reshape(G, Og * kh * kw, n * H * W), dx_g, xp)  # (G, Cg, n*H*W)
@@ -257,6 +264,18 @@ class Conv2d(Function):
             dx = dx[0]                                                       # (C_in, H, W)
         return dx, dw, db
         # END SOLUTION
+
+    def _im2col(self, x: Array, stride: Pair, padding: Pair, out_size: Pair, out: Array) -> Array:
+        """``im2col(x)`` with this convolution's kernel and dilation, into ``out`` (a matrix of C*kH*kW rows,
+        one per channel and kernel offset) -> out. One copy; or, where the batch is one chunk and the copy
+        large (``split_copies``), one range of channels per thread, each range's rows copied on its thread."""
+        xp, C, taps = get_array_module(x), x.shape[1], self.kernel[0] * self.kernel[1]
+        parts = min(C, get_num_threads()) if self.split_copies else 1
+        bounds = [C * p // parts for p in range(parts + 1)]
+        for_each_chunk(lambda k, c0, c1: im2col(x[:, c0:c1], self.kernel, stride, padding, self.dilation, out_size,
+                                                out=out[c0 * taps:c1 * taps]),
+                       list(zip(bounds[:-1], bounds[1:])), xp)
+        return out
 
 
 def conv2d(x: Any, weight: Any, bias: Any = None, stride: IntOrPair = 1,
@@ -330,6 +349,11 @@ def _check_inputs(x: Array, weight: Array, bias: Optional[Array], groups: int) -
         if tuple(bias.shape) != (C_out,):
             raise ValueError(f"conv2d expects bias of shape ({C_out},) (one per output channel), "
                              f"got {tuple(bias.shape)}")
+
+
+#: A batch that is one chunk (ResNet-18's last stage at 224x224 and batch 8: eight 7x7 maps) copies its im2col
+#: columns in one range of channels per thread from this many bytes on (``Conv2d._im2col``); below it, one copy.
+SPLIT_COPY_BYTES = 2 << 20
 
 
 def _chunks(xp: Any, N: int, cols_bytes_per_image: int, filters: int, pixels: int) -> List[Chunk]:
