@@ -44,6 +44,15 @@ def test_relu_derivative_at_zero_is_zero_exactly(xp):
     np.testing.assert_array_equal(backend.to_numpy(x.grad), [0.0, 0.0, 0.0, 10.0, 10.0])
 
 
+def test_relu_backward_multiplies_so_an_infinite_gradient_through_a_dead_unit_is_nan(xp):
+    """dx = dout * mask, so inf or NaN in dout where x <= 0 gives inf * 0 = NaN; PyTorch selects 0 there
+    (docs/derivations/relu.md says why minires keeps the product). Finite gradients are exactly PyTorch's."""
+    x = leaf(xp, [-1.0, -1.0, 0.0, 2.0, 2.0])
+    with np.errstate(invalid="ignore"):
+        F.relu(x).backward(xp.asarray([np.inf, np.nan, 3.0, np.inf, np.nan]))
+    np.testing.assert_array_equal(backend.to_numpy(x.grad), [np.nan, np.nan, 0.0, np.inf, np.nan])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_relu_keeps_the_dtype(xp, dtype):
     x = leaf(xp, [-1.0, 0.0, 2.0], dtype)
