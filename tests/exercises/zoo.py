@@ -63,6 +63,8 @@ ZOO: Dict[str, Tuple[str, List[Tuple[str, str]], str]] = {
          "        self.x4, self.best = x4, out\n"),
         ("        def slab_grad(block: slice, k: int) -> Array:" + " " * 22
          + "# (b, oH, oW): dout where k won, else 0\n"
+         + "            if finite:\n"
+         + "                return douts[block] * (self.winner[block] == k)\n"
          + "            return xp.where(self.winner[block] == k, douts[block], 0)"
          + "      # not dout * mask: inf * 0 is NaN\n", ALL_TIES)],
         "wrong only at ties, sent to every tied maximum"),

@@ -195,6 +195,26 @@ def test_an_infinite_upstream_gradient_reaches_only_the_max_pool_winner():
     assert x.grad.numpy().ravel().tolist() == [0.0, np.inf, 0.0, 0.0]      # torch: the same, no NaN
 
 
+def test_a_nan_upstream_gradient_changes_only_its_winners_gradient_in_overlapping_max_pools():
+    """max pooling's backward multiplies dout by each offset's mask when dout is finite and selects with where()
+    when it is not: the two give the same bits except at the NaN's own winner."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    dout = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    grads = []
+    for nan_at in (None, (1, 2, 3, 4)):
+        xt = minires.tensor(x, requires_grad=True)
+        d = dout.copy()
+        if nan_at:
+            d[nan_at] = nan
+        F.max_pool2d(xt, 3, stride=2, padding=1).backward(minires.tensor(d))
+        grads.append(xt.grad.numpy())
+    finite, with_nan = grads
+    assert np.isnan(with_nan).sum() == 1 and np.isnan(with_nan[1, 2]).sum() == 1
+    keep = ~np.isnan(with_nan)
+    np.testing.assert_array_equal(with_nan[keep], finite[keep])
+
+
 @pytest.mark.parametrize("kernel, stride, groups", [(3, 1, 1), (1, 1, 1), (1, 2, 1), (3, 2, 1), (3, 1, 3)])
 def test_an_empty_batch_goes_through_conv2d_both_ways(kernel, stride, groups):
     x = minires.zeros(0, 3, 5, 5, requires_grad=True)
