@@ -22,11 +22,12 @@ The measurements behind the choices here are in ``benchmarks/README.md`` ("Chunk
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy
 
@@ -171,6 +172,19 @@ def _blas_controllers() -> list:
     return [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
 
 
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """The BLAS on one thread inside the block, as it was after it."""
+    limits = [c.num_threads for c in _threads.blas]
+    for controller in _threads.blas:
+        controller.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for controller, limit in zip(_threads.blas, limits):
+            controller.set_num_threads(limit)
+
+
 def get_num_threads() -> int:
     """How many threads minires's CPU operations use (by default, as many as NumPy's BLAS)."""
     return _threads.ready()
@@ -231,10 +245,7 @@ def for_each_chunk(work: Callable[[int, int, int], None], chunks: Sequence[Chunk
         if _threads.pool is None:
             _threads.pool = ThreadPoolExecutor(max(1, _threads.count - 1), thread_name_prefix="minires")
         pool = _threads.pool
-    limits = [c.num_threads for c in _threads.blas]
-    for controller in _threads.blas:            # one BLAS thread per chunk: the chunks use the cores
-        controller.set_num_threads(1)
-    try:
+    with _one_blas_thread():                    # one BLAS thread per chunk: the chunks use the cores
         futures = [pool.submit(run_share) for _ in range(workers - 1)]
         errors = []
         try:
@@ -248,9 +259,6 @@ def for_each_chunk(work: Callable[[int, int, int], None], chunks: Sequence[Chunk
                 errors.append(error)
         if errors:
             raise errors[0]
-    finally:
-        for controller, limit in zip(_threads.blas, limits):
-            controller.set_num_threads(limit)
 
 
 def matmul(a: Array, b: Array, out: Array, xp: Any = numpy) -> Array:
@@ -259,12 +267,17 @@ def matmul(a: Array, b: Array, out: Array, xp: Any = numpy) -> Array:
 
     Why not let the BLAS run its own threads here: after a multithreaded product, OpenBLAS keeps its
     threads spinning for a while, and they take cores from the worker threads of the next operation
-    (a CIFAR ResNet-18 training step took 773 ms instead of 547 ms that way; benchmarks/README.md).
+    (a CIFAR ResNet-18 training step took 773 ms instead of 547 ms that way; ResNet-18's inference at
+    224x224 took 174 ms instead of 129 ms while only its last layer's small product ran on the BLAS's
+    threads; benchmarks/README.md). So a product of one row, which is not split, runs on one BLAS thread.
     """
-    if xp is not numpy or getattr(_inside, "worker", False) or get_num_threads() == 1:
+    if xp is not numpy or getattr(_inside, "worker", False):
         return xp.matmul(a, b, out=out)
     R = a.shape[-2]
     parts = min(get_num_threads(), R)
+    if parts <= 1:
+        with _one_blas_thread():
+            return xp.matmul(a, b, out=out)
     bounds = [R * p // parts for p in range(parts + 1)]                # rows [bounds[p], bounds[p + 1])
     for_each_chunk(lambda k, start, stop: xp.matmul(a[..., start:stop, :], b, out=out[..., start:stop, :]),
                    list(zip(bounds[:-1], bounds[1:])), xp)

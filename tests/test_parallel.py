@@ -408,3 +408,28 @@ def test_without_threadpoolctl_chunks_run_in_turn(monkeypatch):
     assert parallel.get_num_threads() == 1
     for a, b in zip(want, _conv_and_grads(x, w, dict(padding=1))):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("rows", [1, 8])
+def test_linear_and_matmul_run_the_blas_on_one_thread(monkeypatch, one_thread_after, rows):
+    """Products on the BLAS's own threads leave them spinning on the cores the next operations need, so
+    Linear and MatMul share their rows among minires's threads instead, one BLAS thread each, and a product
+    of one row runs on one BLAS thread too."""
+    from minires.functional import linear, matmul
+    if not parallel._blas_controllers():
+        pytest.skip("threadpoolctl is not installed: minires does not control the BLAS's threads")
+    parallel.set_num_threads(2)
+    blas_threads, real_matmul = [], np.matmul
+
+    def spy(*args, **kwargs):
+        blas_threads.append(max(c.num_threads for c in parallel._threads.blas))
+        return real_matmul(*args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", spy)
+    x = minires.tensor(normal_array((rows, 64), 1, np.float32), requires_grad=True)
+    w = minires.tensor(normal_array((10, 64), 2, np.float32), requires_grad=True)
+    m = minires.tensor(normal_array((64, 3), 3, np.float32), requires_grad=True)
+    out = linear(x, w) + matmul(x, m).sum(dim=1, keepdim=True)
+    out.backward(minires.tensor(normal_array(tuple(out.shape), 4, np.float32)))
+    assert len(blas_threads) >= 6 and set(blas_threads) == {1}
+    assert max(c.num_threads for c in parallel._threads.blas) == 2         # as it was, after the products
