@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from bench_models import Case, Step, blas_info, build_sides, machine, num, revision, torch
-from bench_ops import publish, synchronize
+from bench_ops import WAKE_S, publish, synchronize
 
 import minires                           # found through the checkout that bench_models put on sys.path
 from minires.autograd import Function
@@ -85,6 +85,16 @@ def torch_op_ms(step: Step, device: str, totals: Dict[str, float]) -> None:
             totals["rest"] -= ms
 
 
+def pause_and_wake(step: Step, device: str) -> None:
+    """As bench_ops.median_ms before its timed runs: 0.25 s of quiet (the other library's threads go to
+    sleep), then untimed runs for WAKE_S (at least one), so that the profiled pass runs awake."""
+    time.sleep(0.25)
+    awake = time.perf_counter() + WAKE_S
+    while time.perf_counter() < awake:
+        step()
+        synchronize(device)
+
+
 def profile(case: Case, device: str, repeats: int, with_torch: bool, pass_: str = "training step") -> List[str]:
     """Each operation's share of one pass (a training step or inference): minires's OpTimer and torch's
     profiler, taking turns."""
@@ -93,14 +103,14 @@ def profile(case: Case, device: str, repeats: int, with_torch: bool, pass_: str 
         side.steps[pass_]()                   # warm-up, as for the timings
     timer, step_ms, theirs = OpTimer(device), 0.0, defaultdict(float)
     for _ in range(repeats):
-        time.sleep(0.25)
+        pause_and_wake(sides[0].steps[pass_], device)
         start = time.perf_counter()
         with timer:
             sides[0].steps[pass_]()
             synchronize(device)
         step_ms += 1e3 * (time.perf_counter() - start) / repeats
         if with_torch:
-            time.sleep(0.25)
+            pause_and_wake(sides[1].steps[pass_], device)
             torch_op_ms(sides[1].steps[pass_], device, theirs)
     mean = {key: ms / repeats for key, ms in timer.ms.items()}
     labels = sorted({label for label, _ in mean}, key=lambda k: -mean[k, "forward"] - mean.get((k, "backward"), 0))
