@@ -152,9 +152,9 @@ class Conv2d(Function):
                     out[start:stop] += bias.reshape(1, C_out, 1, 1)
                 return
             keep = self.cols_g is not None                                 # kept for backward: fresh memory
-            cols = self._im2col(x4[start:stop], self.stride, self.padding, (oh, ow), xp.empty(
-                (G * K, n * oh * ow), dtype=x.dtype) if keep else scratch_matrix("conv.cols", G * K, n * oh * ow,
-                                                                                x.dtype, xp))
+            buffer = (xp.empty((G * K, n * oh * ow), dtype=x.dtype) if keep
+                      else scratch_matrix("conv.cols", G * K, n * oh * ow, x.dtype, xp))
+            cols = self._im2col(x4[start:stop], self.stride, self.padding, (oh, ow), buffer)
             cols_g = cols.reshape(G, K, n * oh * ow)                         # (G, K, n*oH*oW)
             if n == 1 or K < Og:
                 # One product per image, straight into out, whose (C_out, oH*oW) per image is the products'
