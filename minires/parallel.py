@@ -284,5 +284,5 @@ def matmul(a: Array, b: Array, out: Array, xp: Any = numpy) -> Array:
     return out
 
 
-__all__ = ["batch_chunks", "flat_blocks", "scratch", "scratch_matrix", "release_scratch", "for_each_chunk", "get_num_threads",
-           "set_num_threads", "matmul", "CHUNK_BYTES"]
+__all__ = ["batch_chunks", "flat_blocks", "scratch", "scratch_matrix", "release_scratch", "for_each_chunk",
+           "get_num_threads", "set_num_threads", "matmul", "CHUNK_BYTES"]

@@ -268,7 +268,8 @@ def test_conv2d_in_one_chunk_with_its_copies_split_by_channels(monkeypatch, one_
             assert np.array_equal(one, split)
         np.testing.assert_allclose(results[1][0], reference.conv2d(x, w, b, **kwargs), rtol=1e-12, atol=1e-12)
     with save_cols(keep):
-        gradcheck(lambda x, w, b: conv2d(x, w, b, **kwargs), *[minires.tensor(a, requires_grad=True) for a in (x, w, b)])
+        leaves = [minires.tensor(a, requires_grad=True) for a in (x, w, b)]
+        gradcheck(lambda x, w, b: conv2d(x, w, b, **kwargs), *leaves)
 
 
 def _conv_and_grads(x, w, kwargs):
